@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from governance.accounts.authentication import TOKEN_PREFIX, hash_token
+from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
+from governance.accounts.permissions import require, require_scope, roles_by_team
+from governance.audit import services as audit
+from governance.core.errors import Conflict, NotPermitted, ValidationFailed
+
+User = get_user_model()
+MAX_TOKEN_DAYS = 365
+
+
+def _require_superuser(actor, what: str) -> None:
+    require_scope(actor, "admin")
+    if not actor.is_superuser:
+        raise NotPermitted(f"Only a site administrator can {what}.")
+
+
+@transaction.atomic
+def team_create(*, actor, name: str, description: str = "", slug: str = "") -> Team:
+    _require_superuser(actor, "create teams")
+    slug = slug or slugify(name)
+    if not slug:
+        raise ValidationFailed("A team needs a name with at least one letter or digit.", code="invalid_name")
+    if Team.objects.filter(name__iexact=name).exists() or Team.objects.filter(slug=slug).exists():
+        raise Conflict(f"A team named '{name}' already exists.", code="duplicate_name")
+    team = Team.objects.create(name=name, slug=slug, description=description)
+    audit.record(action="team.create", obj=team, after=audit.snapshot(team), actor=actor)
+    return team
+
+
+@transaction.atomic
+def team_update(*, actor, team: Team, **changes) -> Team:
+    require_scope(actor, "admin")
+    require(actor, "team.manage", team_id=team.pk, what="edit this team")
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    before = audit.snapshot(team)
+    for field in ("name", "description"):
+        if field in changes:
+            setattr(team, field, changes[field])
+    if Team.objects.exclude(pk=team.pk).filter(name__iexact=team.name).exists():
+        raise Conflict(f"A team named '{team.name}' already exists.", code="duplicate_name")
+    team.save()
+    audit.record(action="team.update", obj=team, before=before, after=audit.snapshot(team), actor=actor)
+    return team
+
+
+@transaction.atomic
+def membership_add(*, actor, team: Team, user, role: str) -> Membership:
+    require_scope(actor, "admin")
+    require(actor, "team.manage", team_id=team.pk, what="manage members")
+    if role not in Role.values:
+        raise ValidationFailed(f"'{role}' is not a role. Choose one of: {', '.join(Role.values)}.", code="invalid_role")
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(team=team, user=user, role=role)
+    except IntegrityError:
+        raise Conflict(f"{user} already has the {role} role in {team}.", code="duplicate_membership") from None
+    audit.record(action="membership.add", obj=membership, after=audit.snapshot(membership), actor=actor)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor, membership: Membership) -> None:
+    require_scope(actor, "admin")
+    require(actor, "team.manage", team_id=membership.team_id, what="manage members")
+    before = audit.snapshot(membership)
+    audit_team = membership.team_id
+    pk = membership.pk
+    membership.delete()
+    audit.record(
+        action="membership.remove", object_type="accounts.membership", object_id=str(pk), team_id=audit_team,
+        before=before, actor=actor,
+    )  # fmt: skip
+
+
+@transaction.atomic
+def token_create(
+    *, actor, name: str, scopes: list[str], team: Team | None = None, expires_in_days: int = 90
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its secret, which is never stored or shown again."""
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if not scopes or unknown:
+        raise ValidationFailed(
+            f"Choose at least one scope from: {', '.join(Scope.values)}." + (f" Unknown: {', '.join(unknown)}." if unknown else ""),
+            code="invalid_scope",
+        )
+    if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise ValidationFailed(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.", code="invalid_expiry")
+    if team is not None and not actor.is_superuser and team.pk not in roles_by_team(actor):
+        raise NotPermitted("You can only scope a token to a team you belong to.")
+    prefix = secrets.token_hex(6)
+    raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        user=actor, team=team, name=name, prefix=prefix, token_hash=hash_token(raw), scopes=sorted(set(scopes)),
+        expires_at=timezone.now() + dt.timedelta(days=expires_in_days),
+    )  # fmt: skip
+    audit.record(action="token.create", obj=token, after=audit.snapshot(token), actor=actor)
+    return token, raw
+
+
+@transaction.atomic
+def token_revoke(*, actor, token: ApiToken) -> ApiToken:
+    require_scope(actor, "admin")
+    if token.user_id != actor.pk and not actor.is_superuser:
+        raise NotPermitted("You can only revoke your own tokens.")
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is not None:
+        raise Conflict("This token is already revoked.", code="already_revoked")
+    before = audit.snapshot(token)
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit.record(action="token.revoke", obj=token, before=before, after=audit.snapshot(token), actor=actor)
+    return token

@@ -1,0 +1,15 @@
+from rest_framework.routers import DefaultRouter
+
+from governance.accounts.api import MembershipViewSet, TeamViewSet, TokenViewSet
+from governance.audit.api import AuditEventViewSet
+from governance.registry.api import ModelViewSet, VersionViewSet
+
+router = DefaultRouter()
+router.register("teams", TeamViewSet, basename="team")
+router.register("memberships", MembershipViewSet, basename="membership")
+router.register("tokens", TokenViewSet, basename="token")
+router.register("models", ModelViewSet, basename="model")
+router.register("versions", VersionViewSet, basename="version")
+router.register("audit-events", AuditEventViewSet, basename="auditevent")
+
+urlpatterns = router.urls

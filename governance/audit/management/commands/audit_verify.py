@@ -1,0 +1,32 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from governance.audit import services
+
+
+class Command(BaseCommand):
+    help = "Verify the whole audit hash chain and name the first broken event."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--in-python",
+            action="store_true",
+            help="Recompute every hash in this process instead of inside PostgreSQL.",
+        )
+
+    def handle(self, *args, in_python=False, **options):
+        started = time.perf_counter()
+        result = services.verify(in_database=False if in_python else None)
+        elapsed = time.perf_counter() - started
+        if result.ok:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Audit chain intact: {result.events_checked} events, head #{result.head_seq} ({elapsed:.2f}s)."
+                )
+            )
+            return
+        where = f"event #{result.first_broken_seq}"
+        if result.first_broken_id is not None:
+            where += f" (id {result.first_broken_id})"
+        raise CommandError(f"Audit chain BROKEN at {where}: {result.reason}.")

@@ -1,0 +1,276 @@
+"""Appending to and verifying the audit chain. Every governed write calls ``record``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from governance.audit import chain
+from governance.audit.context import current
+from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
+
+
+class AuditContextMissing(RuntimeError):
+    """A governed write ran outside any audit context (no request, task or command)."""
+
+
+def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
+    """JSON-safe values of the concrete fields (foreign keys as ids), for before/after records."""
+    names = fields or getattr(obj, "AUDIT_FIELDS", None)
+    out: dict[str, Any] = {}
+    for field in obj._meta.concrete_fields:
+        if names is not None and field.name not in names:
+            continue
+        value = getattr(obj, field.attname)
+        if isinstance(value, dt.datetime | dt.date):
+            value = value.isoformat()
+        elif not isinstance(value, str | int | float | bool | list | dict | type(None)):
+            value = str(value)
+        out[field.name] = value
+    return out
+
+
+def _object_ref(obj: models.Model | None, object_type: str | None, object_id: str | None) -> tuple[str, str]:
+    if obj is not None:
+        return object_type or obj._meta.label_lower, object_id or str(obj.pk)
+    if not object_type:
+        raise ValueError("An audit record needs an object or an object_type.")
+    return object_type, object_id or ""
+
+
+def record(
+    *,
+    action: str,
+    obj: models.Model | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    team_id: int | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    changes: dict | None = None,
+    actor=None,
+) -> AuditEvent:
+    """Append one event to the chain, inside the caller's transaction.
+
+    Call it last in a service: the chain head stays locked from here to commit, so the
+    shorter that stretch, the less concurrent writers wait on each other.
+    """
+    ctx = current()
+    if ctx is None:
+        raise AuditContextMissing(f"Governed write {action!r} has no audit context.")
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit.record must run inside the transaction of the change it records.")
+    object_type, object_id = _object_ref(obj, object_type, object_id)
+    if team_id is None and obj is not None:
+        team_id = getattr(obj, "audit_team_id", None)
+    body: dict[str, Any] = dict(changes or {})
+    if before is not None:
+        body["before"] = before
+    if after is not None:
+        body["after"] = after
+    if ctx.token_id is not None:
+        body["token_id"] = ctx.token_id
+    actor_id = actor.pk if actor is not None else ctx.actor_id
+    fields = dict(
+        created_at=chain.format_ts(timezone.now()),
+        actor_id=actor_id,
+        actor_label=actor.get_username() if actor is not None else ctx.actor_label,
+        source=ctx.source,
+        request_id=ctx.request_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id.replace("|", "/"),
+        team_id=team_id,
+        changes=chain.canonical_json(body),
+    )
+    append = _append_postgresql if connection.vendor == "postgresql" else _append_portable
+    return append(fields)
+
+
+_PG_APPEND = """
+WITH head AS (
+    UPDATE audit_chainhead
+       SET seq = seq + 1,
+           prev_hash = hash,
+           hash = encode(sha256(convert_to(concat_ws('|', hash, (seq + 1)::text, %(created_at)s, %(actor_text)s,
+                  %(actor_label)s, %(source)s, %(request_id)s, %(action)s, %(object_type)s, %(object_id)s,
+                  %(team_text)s, %(changes)s), 'UTF8')), 'hex')
+     WHERE id = 1
+ RETURNING seq, prev_hash, hash
+)
+INSERT INTO audit_auditevent (seq, created_at, actor_id, actor_label, source, request_id, action,
+                              object_type, object_id, team_id, changes, prev_hash, hash)
+SELECT head.seq, %(created_at)s::timestamptz, %(actor_id)s, %(actor_label)s, %(source)s, %(request_id)s,
+       %(action)s, %(object_type)s, %(object_id)s, %(team_id)s, %(changes)s, head.prev_hash, head.hash
+  FROM head
+RETURNING id, seq, prev_hash, hash
+"""
+
+
+def _append_postgresql(fields: dict) -> AuditEvent:
+    """One round trip: lock the head, hash in the server, insert the event, move the head."""
+    params = dict(
+        fields,
+        actor_text="" if fields["actor_id"] is None else str(fields["actor_id"]),
+        team_text="" if fields["team_id"] is None else str(fields["team_id"]),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_APPEND, params)
+        row = cursor.fetchone()
+        if row is None:  # an empty database: create the genesis head, then append
+            ChainHead.objects.get_or_create(id=1)
+            cursor.execute(_PG_APPEND, params)
+            row = cursor.fetchone()
+    pk, seq, prev_hash, digest = row
+    return _event(fields, pk=pk, seq=seq, prev_hash=prev_hash, digest=digest)
+
+
+def _append_portable(fields: dict) -> AuditEvent:
+    head, _ = ChainHead.objects.select_for_update().get_or_create(id=1)
+    seq = head.seq + 1
+    digest = chain.event_hash(prev_hash=head.hash, seq=seq, **fields)
+    event = _event(fields, pk=None, seq=seq, prev_hash=head.hash, digest=digest)
+    event.save(force_insert=True)
+    ChainHead.objects.filter(id=1).update(seq=seq, prev_hash=head.hash, hash=digest)
+    return event
+
+
+def _event(fields: dict, *, pk, seq, prev_hash, digest) -> AuditEvent:
+    return AuditEvent(
+        pk=pk,
+        seq=seq,
+        prev_hash=prev_hash,
+        hash=digest,
+        **dict(fields, created_at=dt.datetime.strptime(fields["created_at"], chain.TS_FORMAT).replace(tzinfo=dt.UTC)),
+    )
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events_checked: int
+    head_seq: int
+    first_broken_seq: int | None = None
+    first_broken_id: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+_PG_VERIFY = f"""
+SELECT id, seq, reason FROM (
+    SELECT e.id, e.seq,
+           CASE
+             WHEN e.seq <> coalesce(lag(e.seq) OVER w, 0) + 1 THEN 'sequence gap before this event'
+             WHEN e.prev_hash <> coalesce(lag(e.hash) OVER w, '{GENESIS_HASH}') THEN 'prev_hash does not match the previous event'
+             WHEN e.hash <> {chain.SQL_HASH} THEN 'content does not match its hash'
+           END AS reason
+      FROM audit_auditevent e
+    WINDOW w AS (ORDER BY e.seq)
+) checked
+WHERE reason IS NOT NULL
+ORDER BY seq
+LIMIT 1
+"""
+
+
+def verify(*, in_database: bool | None = None) -> VerifyResult:
+    """Check every link, then the tail against the chain head and the newest signed checkpoint."""
+    if in_database is None:
+        in_database = connection.vendor == "postgresql"
+    broken = _first_broken_sql() if in_database else _first_broken_python()
+    stats = AuditEvent.objects.aggregate(n=models.Count("id"), last=models.Max("seq"))
+    count, last_seq = stats["n"], stats["last"] or 0
+    if broken:
+        pk, seq, reason = broken
+        return VerifyResult(False, count, last_seq, seq, pk, reason)
+    last = AuditEvent.objects.filter(seq=last_seq).values_list("hash", flat=True).first() or GENESIS_HASH
+    head = ChainHead.objects.filter(id=1).first()
+    if head is not None and (head.seq, head.hash) != (last_seq, last):
+        return VerifyResult(
+            False, count, last_seq, last_seq + 1, None, f"chain head says #{head.seq} but the log ends at #{last_seq}"
+        )
+    tail_problem = _checkpoint_problem(last_seq)
+    if tail_problem:
+        return VerifyResult(False, count, last_seq, tail_problem[0], None, tail_problem[1])
+    return VerifyResult(True, count, last_seq)
+
+
+def _first_broken_sql():
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_VERIFY)
+        return cursor.fetchone()
+
+
+def _first_broken_python():
+    expected_prev, expected_seq = GENESIS_HASH, 1
+    rows = AuditEvent.objects.order_by("seq").values_list(
+        "id", "seq", "created_at", "actor_id", "actor_label", "source", "request_id", "action",
+        "object_type", "object_id", "team_id", "changes", "prev_hash", "hash",
+    )  # fmt: skip
+    for pk, seq, created_at, actor_id, label, source, rid, action, otype, oid, team, changes, prev, digest in (
+        rows.iterator(chunk_size=5000)
+    ):
+        if seq != expected_seq:
+            return pk, seq, "sequence gap before this event"
+        if prev != expected_prev:
+            return pk, seq, "prev_hash does not match the previous event"
+        computed = chain.event_hash(
+            prev_hash=prev, seq=seq, created_at=created_at, actor_id=actor_id, actor_label=label, source=source,
+            request_id=rid, action=action, object_type=otype, object_id=oid, team_id=team, changes=changes,
+        )  # fmt: skip
+        if computed != digest:
+            return pk, seq, "content does not match its hash"
+        expected_prev, expected_seq = digest, seq + 1
+    return None
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def _checkpoint_key() -> bytes:
+    key = getattr(settings, "AUDIT_CHECKPOINT_KEY", "") or settings.SECRET_KEY
+    return hashlib.sha256(("charter-audit-checkpoint:" + key).encode()).digest()
+
+
+def _sign(seq: int, digest: str) -> str:
+    return hmac.new(_checkpoint_key(), f"{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def _checkpoint_problem(last_seq: int) -> tuple[int, str] | None:
+    cp = Checkpoint.objects.first()
+    if cp is None:
+        return None
+    if not hmac.compare_digest(cp.signature, _sign(cp.seq, cp.hash)):
+        return cp.seq, f"checkpoint at #{cp.seq} has an invalid signature"
+    if cp.seq > last_seq:
+        return last_seq + 1, f"log ends at #{last_seq} but a signed checkpoint covers #{cp.seq}: the tail was removed"
+    at = AuditEvent.objects.filter(seq=cp.seq).values_list("hash", flat=True).first()
+    if at != cp.hash:
+        return cp.seq, f"event #{cp.seq} differs from the signed checkpoint"
+    return None
+
+
+def checkpoint_create(*, export_dir: Path | None = None) -> Checkpoint:
+    """Sign the current head and keep it in the table and, when asked, in a file outside the database."""
+    with transaction.atomic():
+        head, _ = ChainHead.objects.get_or_create(id=1)
+        cp = Checkpoint.objects.create(seq=head.seq, hash=head.hash, signature=_sign(head.seq, head.hash))
+    if export_dir is not None:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"seq": cp.seq, "hash": cp.hash, "signature": cp.signature, "created_at": cp.created_at.isoformat()}
+        (export_dir / f"checkpoint-{cp.seq:012d}.json").write_text(json.dumps(payload, indent=2))
+    return cp

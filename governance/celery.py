@@ -1,0 +1,45 @@
+"""The Celery app. Tasks live in ``workers/``; this module only wires them to Django."""
+
+import os
+
+from celery import Celery, Task
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+
+app = Celery("charter")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(lambda: ["workers"], related_name=None, force=True)
+app.conf.imports = ("workers.artifacts",)
+app.conf.task_routes = {"workers.artifacts.*": {"queue": "default"}}
+
+AUDIT_KWARG = "_audit"
+
+
+class AuditedTask(Task):
+    """Carries the enqueuing request's audit context (actor, request id) into the worker.
+
+    The context rides in a reserved keyword argument so it survives any broker and eager mode.
+    """
+
+    acks_late = True
+    reject_on_worker_lost = True
+    typing = False  # the reserved keyword is not in the task's signature
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        from governance.audit import context
+
+        kwargs = dict(kwargs or {})
+        kwargs.setdefault(AUDIT_KWARG, context.as_headers())
+        return super().apply_async(args=args, kwargs=kwargs, **options)
+
+    def __call__(self, *args, **kwargs):
+        from governance.audit.context import audit_context
+
+        carried = kwargs.pop(AUDIT_KWARG, None) or {}
+        with audit_context(
+            source="task",
+            request_id=carried.get("request_id"),
+            actor_id=carried.get("actor_id"),
+            actor_label=carried.get("actor_label", ""),
+        ):
+            return super().__call__(*args, **kwargs)

@@ -1,0 +1,30 @@
+"""Small pieces every API module shares."""
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorOut = inline_serializer(
+    name="Error",
+    fields={
+        "code": serializers.CharField(help_text="Machine-readable error code, e.g. transition_not_allowed."),
+        "detail": serializers.CharField(help_text="What went wrong, in a sentence."),
+        "fields": serializers.DictField(required=False, help_text="Per-field messages for invalid input."),
+    },
+)
+
+
+def errors(*codes: int) -> dict:
+    text = {
+        400: "Invalid input.",
+        403: "Your role or token scope does not allow this.",
+        404: "Not found, or not visible to you.",
+        409: "Conflicts with the object's current state.",
+        413: "Too large.",
+    }
+    return {code: OpenApiResponse(ErrorOut, description=text[code]) for code in codes}
+
+
+def validated(serializer_class, data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

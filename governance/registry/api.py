@@ -1,0 +1,328 @@
+from django.contrib.auth import get_user_model
+from django.http import StreamingHttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from governance.accounts.selectors import team_list
+from governance.audit.api import AuditEventSerializer, paginated_trail
+from governance.core.api import errors, validated
+from governance.core.errors import NotFound
+from governance.core.pagination import NewestFirstCursorPagination
+from governance.registry import artifacts, selectors, services
+from governance.registry.filters import ModelFilter, VersionFilter
+from governance.registry.models import (
+    CARD_SECTION_KEYS,
+    ArtifactFormat,
+    Framework,
+    ModelCard,
+    ModelVersion,
+    RegisteredModel,
+    RiskTier,
+    Stage,
+)
+
+User = get_user_model()
+
+
+class KpiSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    target = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    unit = serializers.CharField(max_length=40, required=False, allow_blank=True)
+
+
+class ModelOut(serializers.ModelSerializer):
+    team_name = serializers.CharField(source="team.name", read_only=True)
+    owners = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "id", "team", "team_name", "name", "description", "use_case", "risk_tier", "business_kpis", "owners",
+            "latest_version_number", "version_count", "created_at", "updated_at",
+        ]  # fmt: skip
+
+
+class ModelIn(serializers.Serializer):
+    team = serializers.IntegerField()
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    use_case = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, default=RiskTier.LIMITED)
+    business_kpis = KpiSerializer(many=True, required=False, default=list)
+    owners = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class ModelPatchIn(serializers.Serializer):
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    use_case = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+    business_kpis = KpiSerializer(many=True, required=False)
+    owners = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+def _users(usernames: list[str]):
+    found = list(User.objects.filter(username__in=usernames))
+    missing = sorted(set(usernames) - {u.username for u in found})
+    if missing:
+        raise serializers.ValidationError({"owners": [f"Unknown user(s): {', '.join(missing)}."]})
+    return found
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List models you can see", parameters=[OpenApiParameter("search", str)]),
+    retrieve=extend_schema(summary="One model", responses={200: ModelOut, **errors(404)}),
+)
+class ModelViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ModelOut
+    filterset_class = ModelFilter
+    search_fields = ["name", "use_case"]
+    ordering_fields = ["name", "updated_at", "created_at", "risk_tier", "version_count"]
+    ordering = ["name"]
+
+    def get_queryset(self):
+        return selectors.model_list(user=self.request.user).prefetch_related("owners")
+
+    @extend_schema(summary="Register a model", request=ModelIn, responses={201: ModelOut, **errors(400, 403, 404, 409)})
+    def create(self, request):
+        data = validated(ModelIn, request.data)
+        team = team_list(user=request.user).filter(pk=data.pop("team")).first()
+        if team is None:
+            raise NotFound("No such team, or you are not a member of it.", code="team_not_found")
+        owners = _users(data.pop("owners"))
+        model = services.model_create(actor=request.user, team=team, owners=owners, **data)
+        return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Edit a model", request=ModelPatchIn, responses={200: ModelOut, **errors(400, 403, 404, 409)})
+    def partial_update(self, request, pk=None):
+        data = validated(ModelPatchIn, request.data)
+        owners = _users(data.pop("owners")) if "owners" in data else None
+        model = services.model_update(actor=request.user, model=self.get_object(), owners=owners, **data)
+        return Response(ModelOut(model).data)
+
+    @extend_schema(summary="Delete a model that has no versions", responses={204: None, **errors(403, 404, 409)})
+    def destroy(self, request, pk=None):
+        services.model_delete(actor=request.user, model=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Audit trail of this model", responses={200: AuditEventSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def audit(self, request, pk=None):
+        return paginated_trail(self, self.get_object())
+
+
+class VersionOut(serializers.ModelSerializer):
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    team = serializers.IntegerField(source="model.team_id", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    allowed_transitions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "model", "model_name", "team", "number", "stage", "description", "artifact_sha256", "artifact_size",
+            "artifact_name", "artifact_metadata", "framework", "artifact_format", "training_data_ref",
+            "evaluation_data_ref", "preprocessing_ref", "preprocessing_fingerprint", "hyperparameters", "metrics",
+            "tags", "card_completeness", "created_by", "created_at", "updated_at", "stage_changed_at",
+            "allowed_transitions",
+        ]  # fmt: skip
+
+    def get_allowed_transitions(self, obj) -> list[str]:
+        return list(obj.allowed_transitions())
+
+
+def _metrics(value):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
+    ):
+        raise serializers.ValidationError("Metrics must be an object of names to numbers, e.g. {\"accuracy\": 0.91}.")
+    return value
+
+
+def _hyperparameters(value):
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Hyperparameters must be a JSON object.")
+    return value
+
+
+def _tags(value):
+    if not isinstance(value, list) or not all(isinstance(t, str) and 0 < len(t) <= 50 for t in value):
+        raise serializers.ValidationError("Tags must be a list of short strings.")
+    return value
+
+
+class VersionMetaFields(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True)
+    framework = serializers.ChoiceField(choices=Framework.choices, required=False)
+    artifact_format = serializers.ChoiceField(choices=ArtifactFormat.choices, required=False)
+    training_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    evaluation_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    preprocessing_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    preprocessing_fingerprint = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    hyperparameters = serializers.JSONField(binary=True, required=False, validators=[_hyperparameters])
+    metrics = serializers.JSONField(binary=True, required=False, validators=[_metrics])
+    tags = serializers.JSONField(binary=True, required=False, validators=[_tags])
+
+
+class VersionIn(VersionMetaFields):
+    model = serializers.IntegerField()
+    artifact = serializers.FileField(allow_empty_file=True, help_text="The serialised model (multipart upload).")
+    artifact_sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$", required=False, help_text="If given, the upload is refused unless its sha256 matches."
+    )
+
+
+class TransitionIn(serializers.Serializer):
+    to = serializers.ChoiceField(choices=Stage.choices)
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class CardOut(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    missing_sections = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelCard
+        fields = ["id", "version", "revision", "sections", "completeness", "missing_sections", "comment", "created_by", "created_at"]
+
+    def get_missing_sections(self, obj) -> list[str]:
+        return obj.missing_sections()
+
+
+class CardIn(serializers.Serializer):
+    sections = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=20000))
+    comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    def validate_sections(self, value):
+        unknown = sorted(set(value) - set(CARD_SECTION_KEYS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown section(s) {', '.join(unknown)}; use {', '.join(CARD_SECTION_KEYS)}.")
+        return value
+
+
+class DiffOut(serializers.Serializer):
+    old = serializers.DictField()
+    new = serializers.DictField()
+    fields = serializers.ListField(child=serializers.DictField())
+    hyperparameters = serializers.ListField(child=serializers.DictField())
+    metrics = serializers.ListField(child=serializers.DictField())
+    tags = serializers.DictField()
+    card = serializers.ListField(child=serializers.DictField())
+    card_completeness = serializers.DictField()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List versions (newest first)"),
+    retrieve=extend_schema(summary="One version", responses={200: VersionOut, **errors(404)}),
+)
+class VersionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = VersionOut
+    filterset_class = VersionFilter
+    pagination_class = NewestFirstCursorPagination
+    filter_backends = [DjangoFilterBackend]
+
+    def get_queryset(self):
+        return selectors.version_list(user=self.request.user).select_related("created_by")
+
+    @extend_schema(
+        summary="Register a version with its artifact",
+        request={"multipart/form-data": VersionIn},
+        responses={201: VersionOut, **errors(400, 403, 404, 409)},
+    )
+    def create(self, request):
+        data = validated(VersionIn, request.data)
+        model = selectors.model_list(user=request.user).filter(pk=data.pop("model")).first()
+        if model is None:
+            raise NotFound("No such model, or you cannot see it.", code="model_not_found")
+        version = services.version_create(actor=request.user, model=model, **data)
+        return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Edit a draft version's metadata", request=VersionMetaFields, responses={200: VersionOut, **errors(400, 403, 404, 409)}
+    )
+    def partial_update(self, request, pk=None):
+        data = validated(VersionMetaFields, request.data)
+        version = services.version_update(actor=request.user, version=self.get_object(), **data)
+        return Response(VersionOut(version).data)
+
+    @extend_schema(
+        summary="Move the version through the lifecycle",
+        description="Refused with 409 `transition_not_allowed` when the lifecycle does not allow the step, "
+        "and with 403 when your role in the owning team does not.",
+        request=TransitionIn,
+        responses={200: VersionOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        data = validated(TransitionIn, request.data)
+        version = services.version_transition(actor=request.user, version=self.get_object(), **data)
+        return Response(VersionOut(version).data)
+
+    @extend_schema(
+        summary="Download the artifact (its sha256 is checked before streaming)",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["get"])
+    def artifact(self, request, pk=None):
+        version = self.get_object()
+        chunks = artifacts.open_verified(version.artifact_path, sha256=version.artifact_sha256)
+        response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
+        response["Content-Length"] = str(version.artifact_size)
+        response["Content-Disposition"] = f'attachment; filename="{version.artifact_name.replace(chr(34), "")}"'
+        response["X-Artifact-SHA256"] = version.artifact_sha256
+        return response
+
+    @extend_schema(
+        summary="The current model card", methods=["GET"], responses={200: CardOut, **errors(404)}
+    )
+    @extend_schema(
+        summary="Save a new card revision (sections not sent keep their text)",
+        methods=["PUT"],
+        request=CardIn,
+        responses={200: CardOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["get", "put"])
+    def card(self, request, pk=None):
+        version = self.get_object()
+        if request.method == "PUT":
+            data = validated(CardIn, request.data)
+            card = services.card_save(actor=request.user, version=version, **data)
+            return Response(CardOut(card).data)
+        card = selectors.card_current(version=version)
+        if card is None:
+            raise NotFound("This version has no model card yet.", code="card_not_found")
+        return Response(CardOut(card).data)
+
+    @extend_schema(summary="Every revision of the model card", responses={200: CardOut(many=True)})
+    @action(detail=True, methods=["get"], url_path="card/revisions")
+    def card_revisions(self, request, pk=None):
+        cards = selectors.card_list(user=request.user, version=self.get_object()).order_by("-revision")
+        return Response(CardOut(cards, many=True).data)
+
+    @extend_schema(
+        summary="What changed against another version (default: the previous one)",
+        parameters=[OpenApiParameter("against", int, description="Version id to compare with.")],
+        responses={200: DiffOut, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        version = self.get_object()
+        against = request.query_params.get("against")
+        if against is not None:
+            if not against.isdigit():
+                raise serializers.ValidationError({"against": ["Give a version id."]})
+            old = selectors.version_list(user=request.user).filter(pk=int(against)).first()
+        else:
+            old = selectors.version_previous(user=request.user, version=version)
+        if old is None:
+            raise NotFound("There is no version to compare with.", code="diff_base_not_found")
+        return Response(selectors.version_diff(old=old, new=version))
+
+    @extend_schema(summary="Audit trail of this version", responses={200: AuditEventSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def audit(self, request, pk=None):
+        return paginated_trail(self, self.get_object())

@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from governance.accounts.models import Role, Team
+
+
+class RiskTier(models.TextChoices):
+    MINIMAL = "minimal", "Minimal"
+    LIMITED = "limited", "Limited"
+    HIGH = "high", "High"
+    UNACCEPTABLE = "unacceptable", "Unacceptable"
+
+
+class Stage(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    REJECTED = "rejected", "Rejected"
+    APPROVED = "approved", "Approved"
+    DEPLOYED = "deployed", "Deployed"
+    DEPRECATED = "deprecated", "Deprecated"
+    RETIRED = "retired", "Retired"
+
+
+@dataclass(frozen=True)
+class Transition:
+    roles: frozenset[str]
+    verb: str
+
+
+def _t(verb: str, *roles: str) -> Transition:
+    return Transition(roles=frozenset({*roles, Role.ADMIN}), verb=verb)
+
+
+# The lifecycle: from-stage -> to-stage -> who may take that step. Services enforce it;
+# anything not listed is refused with a 409 that names the allowed next stages.
+TRANSITIONS: dict[str, dict[str, Transition]] = {
+    Stage.DRAFT: {Stage.IN_REVIEW: _t("submit for review", Role.AUTHOR), Stage.RETIRED: _t("retire", Role.AUTHOR)},
+    Stage.IN_REVIEW: {
+        Stage.APPROVED: _t("approve", Role.APPROVER),
+        Stage.CHANGES_REQUESTED: _t("request changes", Role.REVIEWER, Role.APPROVER),
+        Stage.REJECTED: _t("reject", Role.REVIEWER, Role.APPROVER),
+        Stage.DRAFT: _t("withdraw from review", Role.AUTHOR),
+    },
+    Stage.CHANGES_REQUESTED: {
+        Stage.IN_REVIEW: _t("resubmit for review", Role.AUTHOR),
+        Stage.DRAFT: _t("move back to draft", Role.AUTHOR),
+    },
+    Stage.REJECTED: {Stage.RETIRED: _t("retire", Role.AUTHOR, Role.OPERATOR)},
+    Stage.APPROVED: {
+        Stage.DEPLOYED: _t("deploy", Role.OPERATOR),
+        Stage.DEPRECATED: _t("deprecate", Role.OPERATOR, Role.APPROVER),
+    },
+    Stage.DEPLOYED: {Stage.DEPRECATED: _t("deprecate", Role.OPERATOR)},
+    Stage.DEPRECATED: {Stage.RETIRED: _t("retire", Role.OPERATOR), Stage.DEPLOYED: _t("redeploy", Role.OPERATOR)},
+    Stage.RETIRED: {},
+}
+
+# Metadata can change only before review; afterwards a change needs a new version.
+EDITABLE_STAGES = frozenset({Stage.DRAFT, Stage.CHANGES_REQUESTED})
+
+
+class Framework(models.TextChoices):
+    SKLEARN = "sklearn", "scikit-learn"
+    XGBOOST = "xgboost", "XGBoost"
+    LIGHTGBM = "lightgbm", "LightGBM"
+    ONNX = "onnx", "ONNX"
+    PYTORCH = "pytorch", "PyTorch"
+    TENSORFLOW = "tensorflow", "TensorFlow"
+    OTHER = "other", "Other"
+
+
+class ArtifactFormat(models.TextChoices):
+    SKLEARN_JOBLIB = "sklearn-joblib", "scikit-learn (joblib)"
+    SKOPS = "skops", "skops"
+    ONNX = "onnx", "ONNX"
+    XGBOOST = "xgboost", "XGBoost (json/ubj)"
+    LIGHTGBM = "lightgbm", "LightGBM (text)"
+    PICKLE = "pickle", "Pickle"
+    OTHER = "other", "Other"
+
+
+class RegisteredModel(models.Model):
+    AUDIT_FIELDS = ["id", "team", "name", "description", "use_case", "risk_tier", "business_kpis"]
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="models")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    use_case = models.CharField(max_length=200, blank=True)
+    risk_tier = models.CharField(max_length=16, choices=RiskTier.choices, default=RiskTier.LIMITED)
+    owners = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="owned_models")
+    business_kpis = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Denormalised so lists never count 200,000 versions; kept by version_create under the model's row lock.
+    latest_version_number = models.PositiveIntegerField(default=0)
+    version_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="model_name_unique_per_team")]
+        indexes = [
+            models.Index(fields=["-updated_at"], name="model_updated_idx"),
+            models.Index(fields=["risk_tier", "name"], name="model_tier_idx"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def audit_team_id(self):
+        return self.team_id
+
+    def get_absolute_url(self):
+        return reverse("model-detail", args=[self.pk])
+
+
+class ModelVersion(models.Model):
+    AUDIT_FIELDS = [
+        "id", "model", "number", "stage", "description", "artifact_sha256", "artifact_size", "artifact_name",
+        "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
+        "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
+    ]  # fmt: skip
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.DRAFT)
+    description = models.TextField(blank=True)
+
+    artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    artifact_size = models.BigIntegerField()
+    artifact_name = models.CharField(max_length=255)
+    artifact_path = models.CharField(max_length=255)
+    artifact_metadata = models.JSONField(default=dict, blank=True)
+    framework = models.CharField(max_length=16, choices=Framework.choices, default=Framework.SKLEARN)
+    artifact_format = models.CharField(max_length=20, choices=ArtifactFormat.choices, default=ArtifactFormat.SKLEARN_JOBLIB)
+
+    training_data_ref = models.CharField(max_length=500, blank=True, help_text="e.g. dvc://repo@rev#path or lakefs://repo/branch/path")
+    evaluation_data_ref = models.CharField(max_length=500, blank=True)
+    preprocessing_ref = models.CharField(max_length=500, blank=True)
+    preprocessing_fingerprint = models.CharField(max_length=128, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    card_completeness = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    stage_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="version_number_unique_per_model")]
+        indexes = [
+            models.Index(fields=["model", "-number"], name="version_model_number_idx"),
+            models.Index(fields=["model", "-id"], name="version_model_id_idx"),
+            models.Index(fields=["stage", "-id"], name="version_stage_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def audit_team_id(self):
+        return self.model.team_id
+
+    @property
+    def is_editable(self) -> bool:
+        return self.stage in EDITABLE_STAGES
+
+    def allowed_transitions(self) -> dict[str, Transition]:
+        return TRANSITIONS[self.stage]
+
+    def get_absolute_url(self):
+        return reverse("version-detail", args=[self.pk])
+
+
+# Sections of Mitchell et al., "Model Cards for Model Reporting", as the Model Card Toolkit names them.
+CARD_SECTIONS: list[tuple[str, str, str]] = [
+    ("model_details", "Model details", "Who built it, when, the version, the model type, the licence and where to send questions."),
+    ("intended_use", "Intended use", "Primary uses and users, and uses that are out of scope."),
+    ("factors", "Factors", "Groups, instrumentation and environments that affect performance."),
+    ("metrics", "Metrics", "Which performance measures, decision thresholds and why."),
+    ("evaluation_data", "Evaluation data", "Datasets, motivation and preprocessing used for evaluation."),
+    ("training_data", "Training data", "What the model was trained on, or why that cannot be shared."),
+    ("quantitative_analyses", "Quantitative analyses", "Unitary and intersectional results across the factors."),
+    ("ethical_considerations", "Ethical considerations", "Sensitive data, risks to people, mitigations."),
+    ("caveats_and_recommendations", "Caveats and recommendations", "Known limits and what users should do about them."),
+]
+CARD_SECTION_KEYS = [key for key, _, _ in CARD_SECTIONS]
+# A section counts towards completeness once it says something (more than a placeholder).
+CARD_SECTION_MIN_CHARS = 20
+
+
+class ModelCard(models.Model):
+    """One revision of a version's model card. Revisions are never edited; an edit adds one."""
+
+    AUDIT_FIELDS = ["id", "version", "revision", "sections", "completeness", "comment"]
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="cards")
+    revision = models.PositiveIntegerField()
+    sections = models.JSONField(default=dict)
+    completeness = models.PositiveSmallIntegerField(default=0)
+    comment = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-revision"]
+        constraints = [models.UniqueConstraint(fields=["version", "revision"], name="card_revision_unique")]
+
+    def __str__(self):
+        return f"Card r{self.revision} of {self.version}"
+
+    @property
+    def audit_team_id(self):
+        return self.version.model.team_id
+
+    def missing_sections(self) -> list[str]:
+        return [key for key in CARD_SECTION_KEYS if len((self.sections.get(key) or "").strip()) < CARD_SECTION_MIN_CHARS]

@@ -1,0 +1,99 @@
+"""Registry reads. Every selector takes the user and returns only what that user may see."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+
+from governance.accounts.permissions import team_ids_visible_to
+from governance.registry.models import CARD_SECTIONS, ModelCard, ModelVersion, RegisteredModel, Stage
+
+
+def _team_filter(user, field: str) -> Q:
+    ids = team_ids_visible_to(user)
+    return Q() if ids is None else Q(**{f"{field}__in": ids})
+
+
+def model_list(*, user) -> QuerySet[RegisteredModel]:
+    return RegisteredModel.objects.filter(_team_filter(user, "team_id")).select_related("team")
+
+
+def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
+    qs = ModelVersion.objects.filter(_team_filter(user, "model__team_id")).select_related("model", "model__team")
+    if model is not None:
+        qs = qs.filter(model=model)
+    return qs
+
+
+def card_list(*, user, version: ModelVersion) -> QuerySet[ModelCard]:
+    return ModelCard.objects.filter(_team_filter(user, "version__model__team_id"), version=version).select_related(
+        "created_by"
+    )
+
+
+def card_current(*, version: ModelVersion) -> ModelCard | None:
+    return version.cards.select_related("created_by").order_by("-revision").first()
+
+
+def stage_counts(*, user) -> dict[str, int]:
+    rows = (
+        ModelVersion.objects.filter(_team_filter(user, "model__team_id"))
+        .values("stage")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = {stage: 0 for stage in Stage.values}
+    counts.update({row["stage"]: row["n"] for row in rows})
+    return counts
+
+
+def version_previous(*, user, version: ModelVersion) -> ModelVersion | None:
+    return version_list(user=user, model=version.model).filter(number__lt=version.number).order_by("-number").first()
+
+
+_DIFF_FIELDS = (
+    "artifact_sha256", "artifact_size", "framework", "artifact_format", "training_data_ref", "evaluation_data_ref",
+    "preprocessing_ref", "preprocessing_fingerprint", "stage", "description",
+)  # fmt: skip
+
+
+def _dict_diff(old: dict, new: dict) -> list[dict[str, Any]]:
+    rows = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        row: dict[str, Any] = {"key": key, "old": a, "new": b}
+        if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+            row["delta"] = b - a
+        rows.append(row)
+    return rows
+
+
+def version_diff(*, old: ModelVersion, new: ModelVersion) -> dict[str, Any]:
+    """What changed between two versions: metadata, hyperparameters, metrics, tags and card sections."""
+    old_card, new_card = card_current(version=old), card_current(version=new)
+    old_sections = old_card.sections if old_card else {}
+    new_sections = new_card.sections if new_card else {}
+    card = []
+    for key, title, _ in CARD_SECTIONS:
+        a, b = old_sections.get(key, "") or "", new_sections.get(key, "") or ""
+        if a != b:
+            lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"v{old.number}", f"v{new.number}", lineterm="")
+            card.append({"section": key, "title": title, "diff": "\n".join(lines)})
+    return {
+        "old": {"id": old.pk, "number": old.number},
+        "new": {"id": new.pk, "number": new.number},
+        "fields": [
+            {"field": f, "old": getattr(old, f), "new": getattr(new, f)}
+            for f in _DIFF_FIELDS
+            if getattr(old, f) != getattr(new, f)
+        ],
+        "hyperparameters": _dict_diff(old.hyperparameters, new.hyperparameters),
+        "metrics": _dict_diff(old.metrics, new.metrics),
+        "tags": {"added": sorted(set(new.tags) - set(old.tags)), "removed": sorted(set(old.tags) - set(new.tags))},
+        "card": card,
+        "card_completeness": {"old": old.card_completeness, "new": new.card_completeness},
+    }

@@ -1,0 +1,295 @@
+"""Registry writes. Each one checks the actor's role, changes rows under a lock where two
+people can act at once, and records its audit event in the same transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.accounts.models import Team
+from governance.accounts.permissions import require, require_scope
+from governance.audit import services as audit
+from governance.core.errors import Conflict, TransitionNotAllowed, ValidationFailed
+from governance.registry import artifacts
+from governance.registry.models import (
+    CARD_SECTION_KEYS,
+    CARD_SECTION_MIN_CHARS,
+    EDITABLE_STAGES,
+    TRANSITIONS,
+    ArtifactFormat,
+    Framework,
+    ModelCard,
+    ModelVersion,
+    RegisteredModel,
+    RiskTier,
+    Stage,
+)
+
+User = get_user_model()
+logger = logging.getLogger(__name__)
+
+MODEL_EDITABLE = ("name", "description", "use_case", "risk_tier", "business_kpis")
+VERSION_EDITABLE = (
+    "description", "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
+    "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
+)  # fmt: skip
+
+
+def _check_choice(value: str, choices, what: str) -> None:
+    if value not in choices.values:
+        raise ValidationFailed(
+            f"'{value}' is not a valid {what}. Choose one of: {', '.join(choices.values)}.", code=f"invalid_{what.replace(' ', '_')}"
+        )
+
+
+def _check_owners(team: Team, owners) -> list:
+    owners = list(owners or [])
+    members = set(team.memberships.values_list("user_id", flat=True))
+    strangers = [u.get_username() for u in owners if u.pk not in members]
+    if strangers:
+        raise ValidationFailed(f"Owners must be members of {team}: {', '.join(strangers)} is not.", code="invalid_owner")
+    return owners
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_create(
+    *,
+    actor,
+    team: Team,
+    name: str,
+    description: str = "",
+    use_case: str = "",
+    risk_tier: str = RiskTier.LIMITED,
+    business_kpis: list | None = None,
+    owners=None,
+) -> RegisteredModel:
+    require_scope(actor, "write")
+    require(actor, "model.create", team_id=team.pk, what="register a model")
+    _check_choice(risk_tier, RiskTier, "risk tier")
+    owners = _check_owners(team, owners)
+    if RegisteredModel.objects.filter(team=team, name__iexact=name).exists():
+        raise Conflict(f"{team} already has a model named '{name}'.", code="duplicate_name")
+    try:
+        with transaction.atomic():
+            model = RegisteredModel.objects.create(
+                team=team, name=name, description=description, use_case=use_case, risk_tier=risk_tier,
+                business_kpis=business_kpis or [], created_by=actor,
+            )  # fmt: skip
+    except IntegrityError:
+        raise Conflict(f"{team} already has a model named '{name}'.", code="duplicate_name") from None
+    if owners:
+        model.owners.set(owners)
+    after = audit.snapshot(model) | {"owners": sorted(u.get_username() for u in owners)}
+    audit.record(action="model.create", obj=model, after=after, actor=actor)
+    return model
+
+
+@transaction.atomic
+def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) -> RegisteredModel:
+    require_scope(actor, "write")
+    require(actor, "model.update", team_id=model.team_id, what="edit this model")
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    unknown = set(changes) - set(MODEL_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.", code="read_only_field")
+    if "risk_tier" in changes:
+        _check_choice(changes["risk_tier"], RiskTier, "risk tier")
+    if "name" in changes and (
+        RegisteredModel.objects.filter(team_id=model.team_id, name__iexact=changes["name"]).exclude(pk=model.pk).exists()
+    ):
+        raise Conflict(f"{model.team} already has a model named '{changes['name']}'.", code="duplicate_name")
+    before = audit.snapshot(model) | {"owners": sorted(model.owners.values_list("username", flat=True))}
+    for field, value in changes.items():
+        setattr(model, field, value)
+    model.save()
+    if owners is not None:
+        model.owners.set(_check_owners(model.team, owners))
+    after = audit.snapshot(model) | {"owners": sorted(model.owners.values_list("username", flat=True))}
+    audit.record(action="model.update", obj=model, before=before, after=after, actor=actor)
+    return model
+
+
+@transaction.atomic
+def model_delete(*, actor, model: RegisteredModel) -> None:
+    require_scope(actor, "write")
+    require(actor, "model.delete", team_id=model.team_id, what="delete a model")
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    if model.versions.exists():
+        raise Conflict(
+            "A model with versions cannot be deleted; retire its versions instead so their record stays.",
+            code="model_has_versions",
+        )
+    before = audit.snapshot(model)
+    pk, team_id = model.pk, model.team_id
+    model.delete()
+    audit.record(
+        action="model.delete", object_type="registry.registeredmodel", object_id=str(pk), team_id=team_id,
+        before=before, actor=actor,
+    )  # fmt: skip
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+def version_create(
+    *,
+    actor,
+    model: RegisteredModel,
+    artifact,
+    artifact_sha256: str | None = None,
+    description: str = "",
+    framework: str = Framework.SKLEARN,
+    artifact_format: str = ArtifactFormat.SKLEARN_JOBLIB,
+    training_data_ref: str = "",
+    evaluation_data_ref: str = "",
+    preprocessing_ref: str = "",
+    preprocessing_fingerprint: str = "",
+    hyperparameters: dict | None = None,
+    metrics: dict | None = None,
+    tags: list | None = None,
+) -> ModelVersion:
+    """Register a version: store the artifact by digest (outside the transaction), then the row."""
+    require_scope(actor, "write")
+    require(actor, "version.create", team_id=model.team_id, what="register a version")
+    _check_choice(framework, Framework, "framework")
+    _check_choice(artifact_format, ArtifactFormat, "artifact format")
+    stored = artifacts.store_upload(artifact, expected_sha256=artifact_sha256)
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        number = locked.latest_version_number + 1
+        version = ModelVersion.objects.create(
+            model=locked, number=number, description=description, artifact_sha256=stored.sha256,
+            artifact_size=stored.size, artifact_name=(getattr(artifact, "name", "") or "artifact")[-255:],
+            artifact_path=stored.path, framework=framework, artifact_format=artifact_format,
+            training_data_ref=training_data_ref, evaluation_data_ref=evaluation_data_ref,
+            preprocessing_ref=preprocessing_ref, preprocessing_fingerprint=preprocessing_fingerprint,
+            hyperparameters=hyperparameters or {}, metrics=metrics or {}, tags=tags or [], created_by=actor,
+            stage_changed_at=timezone.now(),
+        )  # fmt: skip
+        RegisteredModel.objects.filter(pk=locked.pk).update(
+            latest_version_number=number, version_count=locked.version_count + 1, updated_at=timezone.now()
+        )
+        version.model = locked
+        audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
+        transaction.on_commit(lambda: _enqueue_inspection(version.pk))
+    return version
+
+
+def _enqueue_inspection(version_id: int) -> None:
+    from workers.artifacts import inspect_artifact
+
+    try:
+        inspect_artifact.delay(version_id)
+    except Exception:  # the version is committed; a broker outage must not turn that into an error
+        logger.exception("Could not enqueue the artifact inspection of version %s", version_id)
+
+
+@transaction.atomic
+def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVersion:
+    require_scope(actor, "write")
+    require(actor, "version.update", team_id=version.model.team_id, what="edit this version")
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    unknown = set(changes) - set(VERSION_EDITABLE)
+    if unknown:
+        raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.", code="read_only_field")
+    if version.stage not in EDITABLE_STAGES:
+        raise Conflict(
+            f"Version {version.number} is {version.get_stage_display().lower()}; its metadata is frozen. "
+            "Register a new version to change it.",
+            code="version_frozen",
+        )
+    if "framework" in changes:
+        _check_choice(changes["framework"], Framework, "framework")
+    if "artifact_format" in changes:
+        _check_choice(changes["artifact_format"], ArtifactFormat, "artifact format")
+    before = audit.snapshot(version)
+    for field, value in changes.items():
+        setattr(version, field, value)
+    version.save()
+    audit.record(action="version.update", obj=version, before=before, after=audit.snapshot(version), actor=actor)
+    return version
+
+
+@transaction.atomic
+def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "") -> ModelVersion:
+    """Move a version one step through the lifecycle, if the table allows it and the actor holds the role."""
+    require_scope(actor, "transition")
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    _check_choice(to, Stage, "stage")
+    allowed = TRANSITIONS[version.stage]
+    step = allowed.get(to)
+    if step is None:
+        nexts = ", ".join(Stage(s).label.lower() for s in allowed) or "nothing (it is final)"
+        raise TransitionNotAllowed(
+            f"A version that is {Stage(version.stage).label.lower()} cannot move to {Stage(to).label.lower()}; "
+            f"it can move to: {nexts}."
+        )
+    require(actor, "transition", team_id=version.model.team_id, roles=step.roles, what=step.verb)
+    before = {"stage": version.stage}
+    version.stage = to
+    version.stage_changed_at = timezone.now()
+    version.save(update_fields=["stage", "stage_changed_at", "updated_at"])
+    audit.record(
+        action="version.transition", obj=version, before=before, after={"stage": to}, changes={"reason": reason},
+        actor=actor,
+    )  # fmt: skip
+    return version
+
+
+@transaction.atomic
+def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersion:
+    """Store what the worker found when it re-read the artifact (task source, original actor)."""
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
+    before = {"artifact_metadata": version.artifact_metadata}
+    version.artifact_metadata = metadata
+    version.save(update_fields=["artifact_metadata", "updated_at"])
+    audit.record(action="version.artifact_inspected", obj=version, before=before, after={"artifact_metadata": metadata})
+    return version
+
+
+# --- model cards ----------------------------------------------------------------------------
+
+
+def card_completeness(sections: dict[str, str]) -> int:
+    filled = sum(1 for key in CARD_SECTION_KEYS if len((sections.get(key) or "").strip()) >= CARD_SECTION_MIN_CHARS)
+    return round(100 * filled / len(CARD_SECTION_KEYS))
+
+
+@transaction.atomic
+def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment: str = "") -> ModelCard:
+    """Add a card revision. Sections not given keep their previous text."""
+    require_scope(actor, "write")
+    require(actor, "card.edit", team_id=version.model.team_id, what="edit the model card")
+    unknown = sorted(set(sections) - set(CARD_SECTION_KEYS))
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown card section(s): {', '.join(unknown)}. Sections are: {', '.join(CARD_SECTION_KEYS)}.",
+            code="invalid_section",
+        )
+    if any(not isinstance(v, str) for v in sections.values()):
+        raise ValidationFailed("Every card section must be text.", code="invalid_section")
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    if version.stage == Stage.RETIRED:
+        raise Conflict("A retired version's card is kept as it was and cannot be edited.", code="version_retired")
+    previous = version.cards.order_by("-revision").first()
+    merged = dict(previous.sections if previous else {}) | sections
+    merged = {k: merged.get(k, "") for k in CARD_SECTION_KEYS}
+    if previous is not None and merged == previous.sections:
+        raise Conflict("Nothing changed in the card.", code="card_unchanged")
+    completeness = card_completeness(merged)
+    card = ModelCard.objects.create(
+        version=version, revision=(previous.revision + 1) if previous else 1, sections=merged,
+        completeness=completeness, comment=comment, created_by=actor,
+    )  # fmt: skip
+    version.card_completeness = completeness
+    version.save(update_fields=["card_completeness", "updated_at"])
+    before = audit.snapshot(previous) if previous else None
+    audit.record(action="card.save", obj=card, before=before, after=audit.snapshot(card), actor=actor)
+    return card

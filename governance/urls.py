@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("api/v1/", include("governance.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+    path("", include("governance.accounts.urls")),
+    path("", include("governance.audit.urls")),
+    path("", include("governance.registry.urls")),
+]
+
+handler400 = "governance.core.views.bad_request"
+handler403 = "governance.core.views.permission_denied"
+handler404 = "governance.core.views.page_not_found"
+handler500 = "governance.core.views.server_error"
