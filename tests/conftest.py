@@ -1,0 +1,149 @@
+"""Shared fixtures: a team with one user per role, an outsider, API clients and factories.
+
+Tests run on the PostgreSQL and Redis that ``scripts/test.sh`` starts (``DATABASE_URL``,
+``CELERY_BROKER_URL``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from governance.accounts import services as accounts
+from governance.accounts.models import Membership, Role, Team
+from governance.audit.context import audit_context
+from governance.registry import services as registry
+
+User = get_user_model()
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _artifact_storage(tmp_path, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "artifacts"}},
+    }
+    from django.core.files.storage import storages
+
+    storages._storages.pop("artifacts", None)
+    yield
+    storages._storages.pop("artifacts", None)
+
+
+@pytest.fixture
+def superuser(db):
+    return User.objects.create_superuser("root", "root@example.com", PASSWORD)
+
+
+def _team(name: str, superuser) -> Team:
+    with audit_context(source="cli", actor=superuser):
+        return accounts.team_create(actor=superuser, name=name)
+
+
+@pytest.fixture
+def team(superuser):
+    return _team("Credit Risk", superuser)
+
+
+@pytest.fixture
+def other_team(superuser):
+    return _team("Marketing", superuser)
+
+
+@pytest.fixture
+def users(team, other_team, superuser):
+    """One user per role in ``team``; ``outsider`` is an author in ``other_team`` only."""
+    made = {}
+    for role in Role.values:
+        user = User.objects.create_user(role, f"{role}@example.com", PASSWORD)
+        Membership.objects.create(user=user, team=team, role=role)
+        made[role] = user
+    outsider = User.objects.create_user("outsider", "outsider@example.com", PASSWORD)
+    Membership.objects.create(user=outsider, team=other_team, role=Role.AUTHOR)
+    made["outsider"] = outsider
+    made["superuser"] = superuser
+    return SimpleNamespace(**made)
+
+
+class Api:
+    """An APIClient per user; ``as_user(u)`` logs in with a session."""
+
+    def as_user(self, user) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            with audit_context(source="cli", actor=user):  # force_login fires the audited login signal
+                client.force_login(user)
+        return client
+
+    def with_token(self, secret: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+
+@pytest.fixture
+def api():
+    return Api()
+
+
+def make_artifact(content: bytes | None = None, name: str = "model.joblib") -> SimpleUploadedFile:
+    if content is None:
+        content = b"\x80\x04" + os.urandom(64)
+    return SimpleUploadedFile(name, content, content_type="application/octet-stream")
+
+
+def trained_artifact() -> bytes:
+    """A real, small scikit-learn model serialised with joblib."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    buf = io.BytesIO()
+    joblib.dump(LogisticRegression(max_iter=300).fit(X, y), buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_model(team, users):
+    def make(name: str = "credit-scoring", *, owner_team: Team | None = None, actor=None, **kw):
+        actor = actor or users.author
+        with audit_context(source="cli", actor=actor):
+            return registry.model_create(actor=actor, team=owner_team or team, name=name, **kw)
+
+    return make
+
+
+@pytest.fixture
+def make_version(users):
+    def make(model, *, actor=None, content: bytes | None = None, **kw):
+        actor = actor or users.author
+        with audit_context(source="cli", actor=actor):
+            return registry.version_create(actor=actor, model=model, artifact=make_artifact(content), **kw)
+
+    return make
+
+
+@pytest.fixture
+def model(make_model):
+    return make_model()
+
+
+@pytest.fixture
+def version(model, make_version):
+    return make_version(model, metrics={"accuracy": 0.9}, hyperparameters={"C": 1.0})
+
+
+def move(version, *stages, actor):
+    """Walk a version through stages with the given actor (who must hold the needed roles)."""
+    with audit_context(source="cli", actor=actor):
+        for stage in stages:
+            version = registry.version_transition(actor=actor, version=version, to=stage)
+    return version
