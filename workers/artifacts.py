@@ -4,7 +4,7 @@ from governance.celery import AuditedTask, app
 from workers import inspect
 
 
-@app.task(base=AuditedTask, name="workers.artifacts.inspect_artifact", queue="default", time_limit=600)
+@app.task(base=AuditedTask, name="workers.artifacts.inspect_artifact", time_limit=600)
 def inspect_artifact(version_id: int) -> dict | None:
     from governance.registry import artifacts, services
     from governance.registry.models import ModelVersion

@@ -1,0 +1,88 @@
+"""A real Celery worker on Redis runs the artifact inspection task enqueued by the API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from governance.audit.models import AuditEvent
+from governance.registry.models import ModelVersion
+from tests.conftest import make_artifact, trained_artifact
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(settings):
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("redis://") or connection.vendor != "postgresql":
+        pytest.fail("The worker test needs PostgreSQL and Redis: run it through scripts/test.sh.")
+    artifacts_dir = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"])
+    assert artifacts_dir.name == "artifacts"
+    # The worker stores nothing of its own; it must read the same artifact files as this test.
+    env = dict(os.environ, DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=broker, MEDIA_ROOT=str(artifacts_dir.parent))
+    queue = "default"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "governance", "worker", "-Q", queue, "--pool", "solo",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    return None
+
+
+def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_context(api, model, users, worker):
+    content = trained_artifact()
+    r = api.as_user(users.author).post(
+        "/api/v1/versions/",
+        {"model": model.pk, "artifact": make_artifact(content, name="iris.joblib")},
+        format="multipart",
+        HTTP_X_REQUEST_ID="ci-run-42",
+    )
+    assert r.status_code == 201, r.json()
+    version_id = r.json()["id"]
+
+    event = _wait_for(lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version_id)).first())
+    if event is None:
+        worker.terminate()
+        pytest.fail("The worker never inspected the artifact:\n" + worker.stdout.read().decode(errors="replace")[-3000:])
+
+    version = ModelVersion.objects.get(pk=version_id)
+    assert version.artifact_metadata["sha256_verified"] is True
+    assert version.artifact_metadata["size"] == len(content)
+    assert version.artifact_metadata["detected_format"] == "sklearn-joblib"
+    assert version.artifact_metadata["pickle_based"] is True
+    # the task ran under the enqueuing request's context
+    assert event.source == "task"
+    assert event.request_id == "ci-run-42"
+    assert event.actor == users.author
