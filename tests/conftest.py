@@ -28,7 +28,10 @@ PASSWORD = "correct-horse-battery"
 def _artifact_storage(tmp_path, settings):
     settings.STORAGES = {
         **settings.STORAGES,
-        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "artifacts"}},
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "artifacts"},
+        },
     }
     from django.core.files.storage import storages
 
@@ -147,3 +150,88 @@ def move(version, *stages, actor):
         for stage in stages:
             version = registry.version_transition(actor=actor, version=version, to=stage)
     return version
+
+
+# --- Fixtures and helpers of the API and audit suites (appended) -------------------------------
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    """Opt-in cheap password hashing: the default PBKDF2 costs about 0.3 s per throwaway user."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def governed_state() -> dict:
+    """Every governed row, to compare before and after a refused request.
+
+    ``permission.denied`` events are left out: a refused write records one on purpose. A token's
+    ``last_used_at`` is left out: authenticating with it is not a governed write.
+    """
+    from governance.accounts.models import ApiToken
+    from governance.audit.models import AuditEvent
+    from governance.registry.models import ModelCard, ModelVersion, RegisteredModel
+
+    token_fields = [f.name for f in ApiToken._meta.concrete_fields if f.name != "last_used_at"]
+    return {
+        "teams": list(Team.objects.order_by("pk").values()),
+        "memberships": list(Membership.objects.order_by("pk").values()),
+        "tokens": list(ApiToken.objects.order_by("pk").values(*token_fields)),
+        "models": list(RegisteredModel.objects.order_by("pk").values()),
+        "owners": list(RegisteredModel.owners.through.objects.order_by("pk").values()),
+        "versions": list(ModelVersion.objects.order_by("pk").values()),
+        "cards": list(ModelCard.objects.order_by("pk").values()),
+        "events": list(
+            AuditEvent.objects.exclude(action="permission.denied").order_by("seq").values_list("seq", "hash")
+        ),
+    }
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """An API error: the status, a JSON body with ``code`` and ``detail``, and the code when given."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert isinstance(body.get("code"), str) and body["code"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+@pytest.fixture
+def api_world(users, team, other_team, make_model, make_version):
+    """A small registry to act on: a model with two versions (v2 has a card), a model without
+    versions, a model of the other team, a user who belongs to no team, and the author's read token."""
+    model = make_model("credit-scoring", use_case="retail credit")
+    empty_model = make_model("churn")
+    foreign_model = make_model("campaign-uplift", owner_team=other_team, actor=users.outsider)
+    v1 = make_version(model, metrics={"accuracy": 0.9}, hyperparameters={"C": 1.0}, tags=["baseline"])
+    v2 = make_version(model, metrics={"accuracy": 0.93}, hyperparameters={"C": 0.5}, tags=["tuned"])
+    foreign_version = make_version(foreign_model, actor=users.outsider)
+    with audit_context(source="cli", actor=users.author):
+        card = registry.card_save(
+            actor=users.author,
+            version=v2,
+            sections={"model_details": "Gradient boosted trees trained by the credit risk team in 2024."},
+        )
+        token, secret = accounts.token_create(actor=users.author, name="ci-read", scopes=["read"])
+    newbie = User.objects.create_user("newbie", "newbie@example.com", PASSWORD)
+    from governance.audit.models import AuditEvent
+
+    return SimpleNamespace(
+        team=team,
+        other_team=other_team,
+        model=model,
+        empty_model=empty_model,
+        foreign_model=foreign_model,
+        v1=v1,
+        v2=v2,
+        foreign_version=foreign_version,
+        card=card,
+        token=token,
+        secret=secret,
+        newbie=newbie,
+        viewer_membership=Membership.objects.get(user=users.viewer, team=team),
+        team_event=AuditEvent.objects.get(action="model.create", object_id=str(model.pk)),
+        foreign_event=AuditEvent.objects.get(action="model.create", object_id=str(foreign_model.pk)),
+    )

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from governance.audit.models import AuditEvent
@@ -34,7 +33,9 @@ def worker(settings):
     artifacts_dir = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"])
     assert artifacts_dir.name == "artifacts"
     # The worker stores nothing of its own; it must read the same artifact files as this test.
-    env = dict(os.environ, DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=broker, MEDIA_ROOT=str(artifacts_dir.parent))
+    env = dict(
+        os.environ, DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=broker, MEDIA_ROOT=str(artifacts_dir.parent)
+    )
     queue = "default"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "governance", "worker", "-Q", queue, "--pool", "solo",
@@ -72,10 +73,14 @@ def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_co
     assert r.status_code == 201, r.json()
     version_id = r.json()["id"]
 
-    event = _wait_for(lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version_id)).first())
+    event = _wait_for(
+        lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version_id)).first()
+    )
     if event is None:
         worker.terminate()
-        pytest.fail("The worker never inspected the artifact:\n" + worker.stdout.read().decode(errors="replace")[-3000:])
+        pytest.fail(
+            "The worker never inspected the artifact:\n" + worker.stdout.read().decode(errors="replace")[-3000:]
+        )
 
     version = ModelVersion.objects.get(pk=version_id)
     assert version.artifact_metadata["sha256_verified"] is True

@@ -23,7 +23,11 @@ def detect_format(head: bytes, name: str = "") -> str:
     if head.lstrip().startswith(b"{") and (b'"learner"' in head or lower.endswith((".ubj", ".json"))):
         return "xgboost"
     # joblib writes a pickle, possibly compressed (zlib, gzip, bz2, xz, lz4)
-    if head[:1] == b"\x80" or head[:2] in (b"x\x9c", b"x\x01", b"x\xda", b"\x1f\x8b", b"BZ") or head[:6] == b"\xfd7zXZ\x00":
+    if (
+        head[:1] == b"\x80"
+        or head[:2] in (b"x\x9c", b"x\x01", b"x\xda", b"\x1f\x8b", b"BZ")
+        or head[:6] == b"\xfd7zXZ\x00"
+    ):
         return "sklearn-joblib" if lower.endswith((".joblib", ".pkl.z", ".jbl")) or "joblib" in lower else "pickle"
     return "other"
 

@@ -36,12 +36,16 @@ class TeamViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return selectors.team_list(user=self.request.user)
 
-    @extend_schema(summary="Create a team (site administrators)", request=TeamIn, responses={201: TeamOut, **errors(400, 403, 409)})
+    @extend_schema(
+        summary="Create a team (site administrators)", request=TeamIn, responses={201: TeamOut, **errors(400, 403, 409)}
+    )
     def create(self, request):
         team = services.team_create(actor=request.user, **validated(TeamIn, request.data))
         return Response(TeamOut(team).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Edit a team (team admins)", request=TeamPatchIn, responses={200: TeamOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Edit a team (team admins)", request=TeamPatchIn, responses={200: TeamOut, **errors(400, 403, 404, 409)}
+    )
     def partial_update(self, request, pk=None):
         team = services.team_update(actor=request.user, team=self.get_object(), **validated(TeamPatchIn, request.data))
         return Response(TeamOut(team).data)
@@ -69,7 +73,11 @@ class MembershipViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return selectors.membership_list(user=self.request.user)
 
-    @extend_schema(summary="Give a user a role in a team (team admins)", request=MembershipIn, responses={201: MembershipOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Give a user a role in a team (team admins)",
+        request=MembershipIn,
+        responses={201: MembershipOut, **errors(400, 403, 404, 409)},
+    )
     def create(self, request):
         data = validated(MembershipIn, request.data)
         team = selectors.team_list(user=request.user).filter(pk=data["team"]).first()
@@ -126,7 +134,11 @@ class TokenViewSet(viewsets.ReadOnlyModelViewSet):
             if team is None:
                 raise NotFound("No such team, or you are not a member of it.", code="team_not_found")
         token, secret = services.token_create(
-            actor=request.user, name=data["name"], scopes=data["scopes"], team=team, expires_in_days=data["expires_in_days"]
+            actor=request.user,
+            name=data["name"],
+            scopes=data["scopes"],
+            team=team,
+            expires_in_days=data["expires_in_days"],
         )
         return Response({"token": TokenOut(token).data, "secret": secret}, status=status.HTTP_201_CREATED)
 

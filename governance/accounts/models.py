@@ -35,12 +35,12 @@ class Team(models.Model):
     def __str__(self):
         return self.name
 
+    def get_absolute_url(self):
+        return reverse("team-detail", args=[self.slug])
+
     @property
     def audit_team_id(self):
         return self.pk
-
-    def get_absolute_url(self):
-        return reverse("team-detail", args=[self.slug])
 
 
 class Membership(models.Model):

@@ -90,7 +90,8 @@ def token_create(
     unknown = sorted(set(scopes) - set(Scope.values))
     if not scopes or unknown:
         raise ValidationFailed(
-            f"Choose at least one scope from: {', '.join(Scope.values)}." + (f" Unknown: {', '.join(unknown)}." if unknown else ""),
+            f"Choose at least one scope from: {', '.join(Scope.values)}."
+            + (f" Unknown: {', '.join(unknown)}." if unknown else ""),
             code="invalid_scope",
         )
     if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:

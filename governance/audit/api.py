@@ -37,7 +37,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
 def paginated_trail(view, obj):
     """The audit events of one object, paged newest first: used by every object's ``audit`` action."""
     paginator = AuditCursorPagination()
-    page = paginator.paginate_queryset(selectors.object_trail(user=view.request.user, obj=obj), view.request, view=view)
+    # view=None: the trail keeps its own newest-first order whatever ordering the parent viewset declares
+    page = paginator.paginate_queryset(selectors.object_trail(user=view.request.user, obj=obj), view.request, view=None)
     return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
 
 

@@ -49,6 +49,9 @@ class ChainHead(models.Model):
     hash = models.CharField(max_length=64, default=GENESIS_HASH)
     prev_hash = models.CharField(max_length=64, default=GENESIS_HASH)
 
+    def __str__(self):
+        return f"head #{self.seq} {self.hash[:12]}"
+
 
 class Checkpoint(models.Model):
     """A signed copy of the chain head, kept (and exported) so a truncated or rewritten tail shows."""
@@ -60,3 +63,6 @@ class Checkpoint(models.Model):
 
     class Meta:
         ordering = ["-seq"]
+
+    def __str__(self):
+        return f"checkpoint #{self.seq} {self.hash[:12]}"

@@ -15,3 +15,8 @@ def event_list(*, user) -> QuerySet[AuditEvent]:
 
 def object_trail(*, user, obj) -> QuerySet[AuditEvent]:
     return event_list(user=user).filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))
+
+
+def objects_trail(*, user, object_type: str, object_ids) -> QuerySet[AuditEvent]:
+    """Events of many objects of one type; ``object_ids`` is a list or a subquery of string ids."""
+    return event_list(user=user).filter(object_type=object_type, object_id__in=object_ids)

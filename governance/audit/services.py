@@ -221,9 +221,22 @@ def _first_broken_python():
         "id", "seq", "created_at", "actor_id", "actor_label", "source", "request_id", "action",
         "object_type", "object_id", "team_id", "changes", "prev_hash", "hash",
     )  # fmt: skip
-    for pk, seq, created_at, actor_id, label, source, rid, action, otype, oid, team, changes, prev, digest in (
-        rows.iterator(chunk_size=5000)
-    ):
+    for (
+        pk,
+        seq,
+        created_at,
+        actor_id,
+        label,
+        source,
+        rid,
+        action,
+        otype,
+        oid,
+        team,
+        changes,
+        prev,
+        digest,
+    ) in rows.iterator(chunk_size=5000):
         if seq != expected_seq:
             return pk, seq, "sequence gap before this event"
         if prev != expected_prev:

@@ -23,4 +23,6 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
-    return _error(request, 500, "server_error", "Something went wrong on our side; the request id is in the response headers.")
+    return _error(
+        request, 500, "server_error", "Something went wrong on our side; the request id is in the response headers."
+    )

@@ -3,7 +3,7 @@ from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -97,7 +97,9 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
         model = services.model_create(actor=request.user, team=team, owners=owners, **data)
         return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Edit a model", request=ModelPatchIn, responses={200: ModelOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Edit a model", request=ModelPatchIn, responses={200: ModelOut, **errors(400, 403, 404, 409)}
+    )
     def partial_update(self, request, pk=None):
         data = validated(ModelPatchIn, request.data)
         owners = _users(data.pop("owners")) if "owners" in data else None
@@ -139,7 +141,7 @@ def _metrics(value):
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
     ):
-        raise serializers.ValidationError("Metrics must be an object of names to numbers, e.g. {\"accuracy\": 0.91}.")
+        raise serializers.ValidationError('Metrics must be an object of names to numbers, e.g. {"accuracy": 0.91}.')
     return value
 
 
@@ -187,7 +189,17 @@ class CardOut(serializers.ModelSerializer):
 
     class Meta:
         model = ModelCard
-        fields = ["id", "version", "revision", "sections", "completeness", "missing_sections", "comment", "created_by", "created_at"]
+        fields = [
+            "id",
+            "version",
+            "revision",
+            "sections",
+            "completeness",
+            "missing_sections",
+            "comment",
+            "created_by",
+            "created_at",
+        ]
 
     def get_missing_sections(self, obj) -> list[str]:
         return obj.missing_sections()
@@ -200,7 +212,9 @@ class CardIn(serializers.Serializer):
     def validate_sections(self, value):
         unknown = sorted(set(value) - set(CARD_SECTION_KEYS))
         if unknown:
-            raise serializers.ValidationError(f"Unknown section(s) {', '.join(unknown)}; use {', '.join(CARD_SECTION_KEYS)}.")
+            raise serializers.ValidationError(
+                f"Unknown section(s) {', '.join(unknown)}; use {', '.join(CARD_SECTION_KEYS)}."
+            )
         return value
 
 
@@ -242,7 +256,9 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Edit a draft version's metadata", request=VersionMetaFields, responses={200: VersionOut, **errors(400, 403, 404, 409)}
+        summary="Edit a draft version's metadata",
+        request=VersionMetaFields,
+        responses={200: VersionOut, **errors(400, 403, 404, 409)},
     )
     def partial_update(self, request, pk=None):
         data = validated(VersionMetaFields, request.data)
@@ -276,9 +292,7 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
         response["X-Artifact-SHA256"] = version.artifact_sha256
         return response
 
-    @extend_schema(
-        summary="The current model card", methods=["GET"], responses={200: CardOut, **errors(404)}
-    )
+    @extend_schema(summary="The current model card", methods=["GET"], responses={200: CardOut, **errors(404)})
     @extend_schema(
         summary="Save a new card revision (sections not sent keep their text)",
         methods=["PUT"],

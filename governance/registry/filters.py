@@ -17,7 +17,9 @@ class ModelFilter(django_filters.FilterSet):
         fields = ["q", "team", "risk_tier", "stage"]
 
     def search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(use_case__icontains=value) | Q(description__icontains=value))
+        return queryset.filter(
+            Q(name__icontains=value) | Q(use_case__icontains=value) | Q(description__icontains=value)
+        )
 
     def has_stage(self, queryset, name, value):
         return queryset.filter(Exists(ModelVersion.objects.filter(model=OuterRef("pk"), stage=value)))

@@ -113,12 +113,12 @@ class RegisteredModel(models.Model):
     def __str__(self):
         return self.name
 
+    def get_absolute_url(self):
+        return reverse("model-detail", args=[self.pk])
+
     @property
     def audit_team_id(self):
         return self.team_id
-
-    def get_absolute_url(self):
-        return reverse("model-detail", args=[self.pk])
 
 
 class ModelVersion(models.Model):
@@ -139,9 +139,13 @@ class ModelVersion(models.Model):
     artifact_path = models.CharField(max_length=255)
     artifact_metadata = models.JSONField(default=dict, blank=True)
     framework = models.CharField(max_length=16, choices=Framework.choices, default=Framework.SKLEARN)
-    artifact_format = models.CharField(max_length=20, choices=ArtifactFormat.choices, default=ArtifactFormat.SKLEARN_JOBLIB)
+    artifact_format = models.CharField(
+        max_length=20, choices=ArtifactFormat.choices, default=ArtifactFormat.SKLEARN_JOBLIB
+    )
 
-    training_data_ref = models.CharField(max_length=500, blank=True, help_text="e.g. dvc://repo@rev#path or lakefs://repo/branch/path")
+    training_data_ref = models.CharField(
+        max_length=500, blank=True, help_text="e.g. dvc://repo@rev#path or lakefs://repo/branch/path"
+    )
     evaluation_data_ref = models.CharField(max_length=500, blank=True)
     preprocessing_ref = models.CharField(max_length=500, blank=True)
     preprocessing_fingerprint = models.CharField(max_length=128, blank=True)
@@ -167,6 +171,9 @@ class ModelVersion(models.Model):
     def __str__(self):
         return f"{self.model.name} v{self.number}"
 
+    def get_absolute_url(self):
+        return reverse("version-detail", args=[self.pk])
+
     @property
     def audit_team_id(self):
         return self.model.team_id
@@ -178,13 +185,14 @@ class ModelVersion(models.Model):
     def allowed_transitions(self) -> dict[str, Transition]:
         return TRANSITIONS[self.stage]
 
-    def get_absolute_url(self):
-        return reverse("version-detail", args=[self.pk])
-
 
 # Sections of Mitchell et al., "Model Cards for Model Reporting", as the Model Card Toolkit names them.
 CARD_SECTIONS: list[tuple[str, str, str]] = [
-    ("model_details", "Model details", "Who built it, when, the version, the model type, the licence and where to send questions."),
+    (
+        "model_details",
+        "Model details",
+        "Who built it, when, the version, the model type, the licence and where to send questions.",
+    ),
     ("intended_use", "Intended use", "Primary uses and users, and uses that are out of scope."),
     ("factors", "Factors", "Groups, instrumentation and environments that affect performance."),
     ("metrics", "Metrics", "Which performance measures, decision thresholds and why."),
@@ -224,4 +232,6 @@ class ModelCard(models.Model):
         return self.version.model.team_id
 
     def missing_sections(self) -> list[str]:
-        return [key for key in CARD_SECTION_KEYS if len((self.sections.get(key) or "").strip()) < CARD_SECTION_MIN_CHARS]
+        return [
+            key for key in CARD_SECTION_KEYS if len((self.sections.get(key) or "").strip()) < CARD_SECTION_MIN_CHARS
+        ]

@@ -81,7 +81,9 @@ def version_diff(*, old: ModelVersion, new: ModelVersion) -> dict[str, Any]:
     for key, title, _ in CARD_SECTIONS:
         a, b = old_sections.get(key, "") or "", new_sections.get(key, "") or ""
         if a != b:
-            lines = difflib.unified_diff(a.splitlines(), b.splitlines(), f"v{old.number}", f"v{new.number}", lineterm="")
+            lines = difflib.unified_diff(
+                a.splitlines(), b.splitlines(), f"v{old.number}", f"v{new.number}", lineterm=""
+            )
             card.append({"section": key, "title": title, "diff": "\n".join(lines)})
     return {
         "old": {"id": old.pk, "number": old.number},

@@ -42,7 +42,8 @@ VERSION_EDITABLE = (
 def _check_choice(value: str, choices, what: str) -> None:
     if value not in choices.values:
         raise ValidationFailed(
-            f"'{value}' is not a valid {what}. Choose one of: {', '.join(choices.values)}.", code=f"invalid_{what.replace(' ', '_')}"
+            f"'{value}' is not a valid {what}. Choose one of: {', '.join(choices.values)}.",
+            code=f"invalid_{what.replace(' ', '_')}",
         )
 
 
@@ -51,7 +52,9 @@ def _check_owners(team: Team, owners) -> list:
     members = set(team.memberships.values_list("user_id", flat=True))
     strangers = [u.get_username() for u in owners if u.pk not in members]
     if strangers:
-        raise ValidationFailed(f"Owners must be members of {team}: {', '.join(strangers)} is not.", code="invalid_owner")
+        raise ValidationFailed(
+            f"Owners must be members of {team}: {', '.join(strangers)} is not.", code="invalid_owner"
+        )
     return owners
 
 
@@ -102,7 +105,9 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
     if "risk_tier" in changes:
         _check_choice(changes["risk_tier"], RiskTier, "risk tier")
     if "name" in changes and (
-        RegisteredModel.objects.filter(team_id=model.team_id, name__iexact=changes["name"]).exclude(pk=model.pk).exists()
+        RegisteredModel.objects.filter(team_id=model.team_id, name__iexact=changes["name"])
+        .exclude(pk=model.pk)
+        .exists()
     ):
         raise Conflict(f"{model.team} already has a model named '{changes['name']}'.", code="duplicate_name")
     before = audit.snapshot(model) | {"owners": sorted(model.owners.values_list("username", flat=True))}

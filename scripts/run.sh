@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The run command: a working Charter with demo data, a real Celery worker and gunicorn.
+#
+#   scripts/run.sh                     http://127.0.0.1:8000/
+#   HOST=0.0.0.0 PORT=9000 scripts/run.sh
+#
+# Zero setup: SQLite and a filesystem Celery broker under var/ (or $CHARTER_VAR_DIR) unless
+# DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C or SIGTERM stops the web server and
+# the worker. Safe to run again: migrations, static files and demo data are idempotent, and a
+# worker left behind by an earlier run that was killed outright is stopped first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+DEMO_PASSWORD="${DEMO_PASSWORD:-charter-demo}"
+export DEMO_PASSWORD
+VAR_DIR="${CHARTER_VAR_DIR:-$ROOT/var}"
+PY=.venv/bin/python
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+find_python() {
+  local candidate
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+lock_sha() { sha256sum "$1" | cut -d' ' -f1; }
+stamp_matches() { [[ -f $1 && "$(cat "$1")" == "$(lock_sha "$2")" ]]; }
+
+ensure_venv() {
+  if [[ -d .venv ]] && ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    log "The existing .venv is broken or too old; recreating it"
+    rm -rf .venv
+  fi
+  if [[ ! -x $PY ]]; then
+    local py
+    py="$(find_python)" || die "Python 3.11 or newer is needed (python3.11 or python3)."
+    "$py" -c 'import ensurepip, venv' 2>/dev/null ||
+      die "$py cannot create virtualenvs; install the python3-venv package (apt-get install python3-venv)."
+    log "Creating .venv with $py"
+    "$py" -m venv .venv
+  fi
+  # base.lock is a subset of dev.lock: an environment synced with dev.lock already has it all.
+  if stamp_matches .venv/.charter-dev-lock.sha256 requirements/dev.lock ||
+    stamp_matches .venv/.charter-base-lock.sha256 requirements/base.lock; then
+    return 0
+  fi
+  log "Installing requirements/base.lock into .venv"
+  "$PY" -m pip install --disable-pip-version-check --progress-bar off -r requirements/base.lock
+  lock_sha requirements/base.lock >.venv/.charter-base-lock.sha256
+}
+
+port_in_use() {
+  "$PY" - "$1" "$2" <<'PY'
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+probe = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+with socket.socket(socket.AF_INET6 if ":" in probe else socket.AF_INET) as s:
+    s.settimeout(0.5)
+    sys.exit(0 if s.connect_ex((probe, port)) == 0 else 1)
+PY
+}
+
+WORKER_PID=""
+WEB_PID=""
+WORKER_PIDFILE="$VAR_DIR/run/worker.pid"
+
+stop_pid() {
+  local pid=$1 seconds=$2
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq $((seconds * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $WEB_PID ]]; then
+    log "Stopping the web server"
+    stop_pid "$WEB_PID" 15
+  fi
+  if [[ -n $WORKER_PID ]]; then
+    log "Stopping the Celery worker (it finishes the task in hand first)"
+    stop_pid "$WORKER_PID" 30
+    rm -f "$WORKER_PIDFILE"
+  fi
+  exit "$rc"
+}
+
+stop_stale_worker() {
+  [[ -f $WORKER_PIDFILE ]] || return 0
+  local pid
+  pid="$(cat "$WORKER_PIDFILE" 2>/dev/null || true)"
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -qa celery "/proc/$pid/cmdline" 2>/dev/null; then
+    log "Stopping the worker an earlier run left behind (pid $pid)"
+    stop_pid "$pid" 30
+  fi
+  rm -f "$WORKER_PIDFILE"
+}
+
+# --- main ------------------------------------------------------------------------------------
+
+ensure_venv
+mkdir -p "$VAR_DIR/log" "$VAR_DIR/run"
+
+if port_in_use "$HOST" "$PORT"; then
+  die "Something is already listening on $HOST:$PORT (another scripts/run.sh?). Stop it or set PORT=..."
+fi
+
+log "Applying migrations"
+"$PY" manage.py migrate --noinput
+log "Collecting static files"
+"$PY" manage.py collectstatic --noinput -v 0
+log "Loading demo data"
+"$PY" manage.py seed_demo
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+stop_stale_worker
+log "Starting the Celery worker (log: $VAR_DIR/log/worker.log)"
+.venv/bin/celery -A governance worker -Q default,evaluations,deploy --concurrency 1 --loglevel info \
+  --pidfile "$WORKER_PIDFILE" >>"$VAR_DIR/log/worker.log" 2>&1 &
+WORKER_PID=$!
+sleep 2
+if ! kill -0 "$WORKER_PID" 2>/dev/null; then
+  tail -n 40 "$VAR_DIR/log/worker.log" >&2 || true
+  WORKER_PID=""
+  die "The Celery worker exited at start; see $VAR_DIR/log/worker.log."
+fi
+
+shown_host="$HOST"
+[[ $HOST == 0.0.0.0 || $HOST == "::" ]] && shown_host=127.0.0.1
+cat <<EOF
+
+  Charter is starting on http://$shown_host:$PORT/
+    API docs   http://$shown_host:$PORT/api/docs/
+    Admin      http://$shown_host:$PORT/admin/
+    Worker log $VAR_DIR/log/worker.log
+
+  Demo logins (password: $DEMO_PASSWORD, as set when the demo data was first loaded)
+    admin     site administrator
+    author    registers models, versions and model cards
+    reviewer  reviews evidence, requests changes or rejects
+    approver  approves versions for deployment
+    operator  deploys, rolls back, retires
+    auditor   reads the audit trail, verifies the chain, exports evidence
+    viewer    read-only
+
+  Press Ctrl-C to stop.
+
+EOF
+
+# In the background with a wait, so SIGTERM reaches the trap at once instead of after gunicorn exits.
+.venv/bin/gunicorn governance.wsgi --bind "$HOST:$PORT" --workers 2 --timeout 120 \
+  --access-logfile - --error-logfile - --capture-output &
+WEB_PID=$!
+rc=0
+wait "$WEB_PID" || rc=$?
+WEB_PID=""
+exit "$rc"
