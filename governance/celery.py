@@ -43,3 +43,28 @@ class AuditedTask(Task):
             actor_label=carried.get("actor_label", ""),
         ):
             return super().__call__(*args, **kwargs)
+
+
+def enqueue_on_commit(task_name: str, *args, **kwargs) -> None:
+    """Send the task named ``task_name`` once the current transaction commits, under the audit
+    context open *now*. By name, so the web process never imports worker code (or its engines).
+
+    The context is captured here because on-commit callbacks may run after the code that
+    opened it (a request, a command) has already left it. A broker outage after the commit is
+    logged, not raised: the committed write stands and the task can be re-sent.
+    """
+    import logging
+
+    from django.db import transaction
+
+    from governance.audit import context
+
+    carried = context.as_headers()
+
+    def send():
+        try:
+            app.send_task(task_name, args=args, kwargs={**kwargs, AUDIT_KWARG: carried})
+        except Exception:
+            logging.getLogger(__name__).exception("Could not enqueue %s", task_name)
+
+    transaction.on_commit(send)

@@ -91,3 +91,20 @@ def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_co
     assert event.source == "task"
     assert event.request_id == "ci-run-42"
     assert event.actor == users.author
+
+
+def test_context_is_captured_when_the_task_is_scheduled_not_when_the_transaction_commits(model, users, worker):
+    from django.db import transaction
+
+    from governance.audit.context import audit_context
+    from governance.registry import services
+
+    with transaction.atomic():  # like a management command that commits after leaving its context
+        with audit_context(source="cli", request_id="seed-1", actor=users.author):
+            version = services.version_create(actor=users.author, model=model, artifact=make_artifact())
+
+    event = _wait_for(
+        lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version.pk)).first()
+    )
+    assert event is not None, "the worker never inspected the artifact"
+    assert (event.actor, event.request_id, event.source) == (users.author, "seed-1", "task")

@@ -3,7 +3,6 @@ people can act at once, and records its audit event in the same transaction."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,6 +12,7 @@ from django.utils import timezone
 from governance.accounts.models import Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
+from governance.celery import enqueue_on_commit
 from governance.core.errors import Conflict, TransitionNotAllowed, ValidationFailed
 from governance.registry import artifacts
 from governance.registry.models import (
@@ -30,7 +30,6 @@ from governance.registry.models import (
 )
 
 User = get_user_model()
-logger = logging.getLogger(__name__)
 
 MODEL_EDITABLE = ("name", "description", "use_case", "risk_tier", "business_kpis")
 VERSION_EDITABLE = (
@@ -183,17 +182,8 @@ def version_create(
         )
         version.model = locked
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
-        transaction.on_commit(lambda: _enqueue_inspection(version.pk))
+        enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk)
     return version
-
-
-def _enqueue_inspection(version_id: int) -> None:
-    from workers.artifacts import inspect_artifact
-
-    try:
-        inspect_artifact.delay(version_id)
-    except Exception:  # the version is committed; a broker outage must not turn that into an error
-        logger.exception("Could not enqueue the artifact inspection of version %s", version_id)
 
 
 @transaction.atomic

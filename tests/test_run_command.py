@@ -1,0 +1,162 @@
+"""The README's run command, for real: scripts/run.sh on the embedded default (SQLite, the
+filesystem broker, a real Celery worker, gunicorn), then a demo reviewer in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "var" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic",
+]  # fmt: skip
+DEMO_PASSWORD = "charter-demo"
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Start scripts/run.sh exactly as the README says, on a private var dir and port."""
+    var = tmp_path_factory.mktemp("run-var")
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "MEDIA_ROOT")
+    }
+    env.update(CHARTER_VAR_DIR=str(var), PORT=str(port), HOST="127.0.0.1", DEMO_PASSWORD=DEMO_PASSWORD)
+    log = open(var / "run.log", "wb")
+    proc = subprocess.Popen(
+        ["scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(f"{base}/login/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        pytest.fail("scripts/run.sh did not come up:\n" + (var / "run.log").read_text(errors="replace")[-4000:])
+    yield base, var
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _login(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    r = session.post(
+        f"{base}/login/",
+        data={"username": username, "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/login/"},
+    )
+    assert r.status_code == 200 and "/login/" not in r.url, "demo login failed"
+    return session
+
+
+def test_run_command_serves_demo_data_to_a_reviewer(served):
+    base, var = served
+    reviewer = _login(base, "reviewer")
+
+    models = reviewer.get(f"{base}/models/")
+    assert models.status_code == 200
+    for name in ("credit-scoring", "churn-predictor", "iris-classifier"):
+        assert name in models.text
+
+    api_versions = reviewer.get(f"{base}/api/v1/versions/", params={"page_size": 50}).json()["results"]
+    assert len(api_versions) >= 6
+    credit = [v for v in api_versions if v["model_name"] == "credit-scoring"]
+    deployed = next(v for v in credit if v["stage"] == "deployed")
+
+    page = reviewer.get(f"{base}/versions/{deployed['id']}/")
+    assert page.status_code == 200
+    assert deployed["artifact_sha256"] in page.text
+    assert "Intended use" in page.text  # the model card
+    assert "version.transition" in page.text or "transition" in page.text.lower()  # the audit trail
+
+    trail = reviewer.get(f"{base}/api/v1/versions/{deployed['id']}/audit/").json()["results"]
+    assert {e["action"] for e in trail} >= {"version.create", "version.transition"}
+
+    # the real worker (filesystem broker) re-read and verified every demo artifact
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        versions = reviewer.get(f"{base}/api/v1/versions/", params={"page_size": 50}).json()["results"]
+        if all(v["artifact_metadata"].get("sha256_verified") for v in versions):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the Celery worker did not inspect the demo artifacts")
+    assert all(v["artifact_metadata"]["detected_format"] == "sklearn-joblib" for v in versions)
+
+    audit = reviewer.get(f"{base}/audit/")
+    assert audit.status_code == 200 and "version.create" in audit.text
+
+
+def test_reviewer_walks_the_ui_in_headless_chromium(served):
+    from playwright.sync_api import sync_playwright
+
+    base, _ = served
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/")
+        assert "/login/" in page.url
+        page.fill("input[name=username]", "reviewer")
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_load_state("networkidle")
+        assert "/login/" not in page.url
+        page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
+
+        page.goto(f"{base}/models/")
+        assert page.locator("text=credit-scoring").first.is_visible()
+        page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+
+        page.locator("a", has_text="credit-scoring").first.click()
+        page.wait_for_load_state("networkidle")
+        assert "/models/" in page.url
+        page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
+
+        page.locator("a[href*='/versions/']").first.click()
+        page.wait_for_load_state("networkidle")
+        body = page.inner_text("body")
+        assert re.search(r"\b[0-9a-f]{64}\b", body), "the version page shows the artifact digest"
+        assert "Intended use" in body
+        page.screenshot(path=str(SCREENSHOTS / "version.png"), full_page=True)
+
+        page.goto(f"{base}/audit/")
+        assert "version.create" in page.inner_text("body")
+        page.screenshot(path=str(SCREENSHOTS / "audit.png"), full_page=True)
+        browser.close()
+    assert (SCREENSHOTS / "version.png").stat().st_size > 10_000
