@@ -155,9 +155,9 @@ def move(version, *stages, actor):
 # --- Fixtures and helpers of the API and audit suites (appended) -------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def fast_passwords(settings):
-    """Opt-in cheap password hashing: the default PBKDF2 costs about 0.3 s per throwaway user."""
+    """Cheap password hashing for throwaway users: the default PBKDF2 costs about 0.3 s each."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

@@ -25,8 +25,9 @@ def detect_format(head: bytes, name: str = "") -> str:
     # joblib writes a pickle, possibly compressed (zlib, gzip, bz2, xz, lz4)
     if (
         head[:1] == b"\x80"
-        or head[:2] in (b"x\x9c", b"x\x01", b"x\xda", b"\x1f\x8b", b"BZ")
+        or head[:2] in (b"x\x9c", b"x\x01", b"x^", b"x\xda", b"\x1f\x8b", b"BZ")
         or head[:6] == b"\xfd7zXZ\x00"
+        or head[:3] == b"]\x00\x00"  # lzma
     ):
         return "sklearn-joblib" if lower.endswith((".joblib", ".pkl.z", ".jbl")) or "joblib" in lower else "pickle"
     return "other"

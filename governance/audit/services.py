@@ -199,9 +199,15 @@ def verify(*, in_database: bool | None = None) -> VerifyResult:
         return VerifyResult(False, count, last_seq, seq, pk, reason)
     last = AuditEvent.objects.filter(seq=last_seq).values_list("hash", flat=True).first() or GENESIS_HASH
     head = ChainHead.objects.filter(id=1).first()
-    if head is not None and (head.seq, head.hash) != (last_seq, last):
+    if head is not None and head.seq != last_seq:
         return VerifyResult(
-            False, count, last_seq, last_seq + 1, None, f"chain head says #{head.seq} but the log ends at #{last_seq}"
+            False, count, last_seq, min(head.seq, last_seq) + 1, None,
+            f"chain head says #{head.seq} but the log ends at #{last_seq}",
+        )  # fmt: skip
+    if head is not None and head.hash != last:
+        last_id = AuditEvent.objects.filter(seq=last_seq).values_list("id", flat=True).first()
+        return VerifyResult(
+            False, count, last_seq, last_seq, last_id, f"event #{last_seq} does not match the chain head's hash"
         )
     tail_problem = _checkpoint_problem(last_seq)
     if tail_problem:

@@ -3,6 +3,8 @@
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from governance.core.errors import ValidationFailed
+
 ErrorOut = inline_serializer(
     name="Error",
     fields={
@@ -25,6 +27,14 @@ def errors(*codes: int) -> dict:
 
 
 def validated(serializer_class, data, **kwargs) -> dict:
+    """Validate input; a field the endpoint does not know is refused rather than silently ignored."""
     serializer = serializer_class(data=data, **kwargs)
+    if hasattr(data, "keys"):
+        unknown = sorted(set(data.keys()) - set(serializer.fields))
+        if unknown:
+            known = ", ".join(serializer.fields)
+            raise ValidationFailed(
+                f"Unknown field(s): {', '.join(unknown)}. This endpoint takes: {known}.", code="unknown_field"
+            )
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data

@@ -165,9 +165,9 @@ class VersionMetaFields(serializers.Serializer):
     evaluation_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_fingerprint = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    hyperparameters = serializers.JSONField(binary=True, required=False, validators=[_hyperparameters])
-    metrics = serializers.JSONField(binary=True, required=False, validators=[_metrics])
-    tags = serializers.JSONField(binary=True, required=False, validators=[_tags])
+    hyperparameters = serializers.JSONField(required=False, validators=[_hyperparameters])
+    metrics = serializers.JSONField(required=False, validators=[_metrics])
+    tags = serializers.JSONField(required=False, validators=[_tags])
 
 
 class VersionIn(VersionMetaFields):

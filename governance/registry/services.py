@@ -112,10 +112,15 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
     before = audit.snapshot(model) | {"owners": sorted(model.owners.values_list("username", flat=True))}
     for field, value in changes.items():
         setattr(model, field, value)
+    new_owners = _check_owners(model.team, owners) if owners is not None else None
+    after = audit.snapshot(model) | {
+        "owners": sorted(u.get_username() for u in new_owners) if new_owners is not None else before["owners"]
+    }
+    if after == before:  # nothing changed: no write, no event
+        return model
     model.save()
-    if owners is not None:
-        model.owners.set(_check_owners(model.team, owners))
-    after = audit.snapshot(model) | {"owners": sorted(model.owners.values_list("username", flat=True))}
+    if new_owners is not None:
+        model.owners.set(new_owners)
     audit.record(action="model.update", obj=model, before=before, after=after, actor=actor)
     return model
 
@@ -207,6 +212,8 @@ def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVers
     before = audit.snapshot(version)
     for field, value in changes.items():
         setattr(version, field, value)
+    if audit.snapshot(version) == before:  # nothing changed: no write, no event
+        return version
     version.save()
     audit.record(action="version.update", obj=version, before=before, after=audit.snapshot(version), actor=actor)
     return version
