@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from governance.audit import selectors, services
 from governance.audit.filters import AuditEventFilter
-from governance.core.context_processors import _may_verify_audit
+from governance.core.context_processors import user_may_verify_audit
 
 PAGE_SIZE = 50
 
@@ -50,13 +50,14 @@ _VERBS = {
 def describe_events(user, events) -> list:
     """Attach what a timeline shows: parsed changes, a verb, the subject's name and its page.
 
-    Names of models and versions are fetched in two queries for the whole list, through the
-    registry selectors, so a timeline costs the same whatever its length.
+    Version names come from one query for the whole list (through the registry selector, so
+    scoped to the user); model names from the events' own snapshots. A timeline costs the same
+    whatever its length.
     """
     from governance.registry import selectors as registry
 
     events = list(events)
-    version_ids, model_ids = set(), set()
+    version_ids = set()
     for event in events:
         try:
             event.parsed = json.loads(event.changes or "{}")
@@ -72,8 +73,6 @@ def describe_events(user, events) -> list:
             event.version_ref = ref if isinstance(ref, int) else None
         if event.version_ref is not None:
             version_ids.add(event.version_ref)
-        if event.object_type == "registry.registeredmodel" and event.object_id.isdigit():
-            model_ids.add(int(event.object_id))
     versions = {}
     if version_ids:
         versions = {
@@ -82,9 +81,6 @@ def describe_events(user, events) -> list:
             .filter(pk__in=version_ids)
             .values_list("pk", "model__name", "number", "model_id")
         }
-    models = {}
-    if model_ids:
-        models = dict(registry.model_list(user=user).filter(pk__in=model_ids).values_list("pk", "name"))
     for event in events:
         after = event.parsed.get("after") or {}
         before = event.parsed.get("before") or {}
@@ -96,9 +92,9 @@ def describe_events(user, events) -> list:
             event.subject = f"{found[0]} v{found[1]}" if found else f"version #{event.version_ref}"
             event.url = reverse("version-detail", args=[event.version_ref]) if found else ""
         elif event.object_type == "registry.registeredmodel":
-            name = models.get(int(event.object_id)) if event.object_id.isdigit() else None
-            event.subject = name or after.get("name") or before.get("name") or f"model #{event.object_id}"
-            event.url = reverse("model-detail", args=[int(event.object_id)]) if name else ""
+            event.subject = after.get("name") or before.get("name") or f"model #{event.object_id}"
+            if event.object_id.isdigit() and event.action != "model.delete":
+                event.url = reverse("model-detail", args=[int(event.object_id)])
         elif event.object_type == "accounts.team":
             event.subject = after.get("name") or before.get("name") or ""
         elif event.action == "permission.denied":
@@ -155,7 +151,7 @@ def audit_log(request):
 @login_required
 @require_POST
 def audit_verify(request):
-    if not _may_verify_audit(request.user):
+    if not user_may_verify_audit(request.user):
         raise PermissionDenied("Only auditors and admins can verify the audit chain.")
     result = services.verify()
     if request.headers.get("HX-Request"):

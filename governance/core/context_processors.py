@@ -2,16 +2,23 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from governance.accounts.models import Role
-from governance.accounts.permissions import roles_by_team
+from governance.accounts.permissions import CAPABILITIES, roles_by_team
 
 
-def _may_verify_audit(user) -> bool:
+def user_may_verify_audit(user) -> bool:
     if not user.is_authenticated:
         return False
     if user.is_superuser:
         return True
-    return any(roles & {Role.AUDITOR, Role.ADMIN} for roles in roles_by_team(user).values())
+    return any(roles & CAPABILITIES["audit.verify"] for roles in roles_by_team(user).values())
+
+
+def user_may_register_models(user) -> bool:
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return any(roles & CAPABILITIES["model.create"] for roles in roles_by_team(user).values())
 
 
 def charter(request):
@@ -26,5 +33,6 @@ def charter(request):
 
     return {
         "nav_teams": SimpleLazyObject(teams),
-        "may_verify_audit": SimpleLazyObject(lambda: _may_verify_audit(user)),
+        "may_verify_audit": SimpleLazyObject(lambda: user_may_verify_audit(user)),
+        "may_register_models": SimpleLazyObject(lambda: user_may_register_models(user)),
     }

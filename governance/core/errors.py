@@ -77,7 +77,7 @@ def _first_message(data) -> str:
     return str(data)
 
 
-def _record_denied_write(request, code: str, detail: str) -> None:
+def record_denied_write(request, code: str, detail: str) -> None:
     """A refused write is evidence too: keep it in the audit log, outside the failed transaction."""
     from governance.audit import services as audit
 
@@ -101,7 +101,7 @@ def api_exception_handler(exc, context):
         if exc.fields:
             body["fields"] = exc.fields
         if exc.status == 403:
-            _record_denied_write(request, exc.code, exc.detail)
+            record_denied_write(request, exc.code, exc.detail)
         return Response(body, status=exc.status)
     if isinstance(exc, Http404):
         exc = drf.NotFound("Not found, or you do not have access to it.")
@@ -117,6 +117,6 @@ def api_exception_handler(exc, context):
         code = _DRF_CODES.get(type(exc), getattr(exc, "default_code", "error"))
         body = {"code": code, "detail": str(detail)}
         if isinstance(exc, drf.PermissionDenied):
-            _record_denied_write(request, code, str(detail))
+            record_denied_write(request, code, str(detail))
     response.data = body
     return response

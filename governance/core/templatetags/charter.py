@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from governance.registry.models import RiskTier, Stage
 
@@ -174,3 +175,48 @@ def nav_active(context, *names: str) -> str:
 @register.simple_tag
 def elided_pages(page) -> list:
     return list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
+
+
+@register.filter
+def ago(value) -> str:
+    """“3 hours ago”, or “just now” for the last minute."""
+    if not value:
+        return ""
+    text = timesince(value)
+    if text.startswith("0\xa0minutes"):
+        return "just now"
+    return f"{text.split(',')[0]} ago"
+
+
+def _circle(cx: float, cy: float, r: float) -> str:
+    return f"M{cx - r} {cy}a{r} {r} 0 1 0 {2 * r} 0a{r} {r} 0 1 0 {-2 * r} 0"
+
+
+# Stroke icons on a 24x24 grid (drawn for Charter; no icon font, so nothing depends on emoji fonts).
+_ICONS = {
+    "search": _circle(11, 11, 7) + "M21 21l-4.35-4.35",
+    "chart": "M4 20V10M10 20V4M16 20v-7M22 20H2",
+    "doc": "M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zM14 2v6h6M8 13h8M8 17h6",
+    "key": _circle(7.5, 15.5, 4.5) + "M10.7 12.3 21 2M16 7l3 3M18.5 4.5l2 2",
+    "users": "M17 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2"
+    + _circle(9, 7, 4)
+    + "M23 21v-2a4 4 0 0 0-3-3.87M16 3.13a4 4 0 0 1 0 7.75",
+    "lock": "M5 11h14a2 2 0 0 1 2 2v7a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2zM7 11V7a5 5 0 0 1 10 0v4",
+    "upload": "M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4M17 8l-5-5-5 5M12 3v12",
+    "download": "M21 15v4a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2v-4M7 10l5 5 5-5M12 15V3",
+    "cube": "M21 16V8l-9-5-9 5v8l9 5zM3.3 7 12 12l8.7-5M12 22V12",
+    "check": "M20 6 9 17l-5-5",
+    "edit": "M12 20h9M16.5 3.5a2.12 2.12 0 0 1 3 3L7 19l-4 1 1-4z",
+    "shield": "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z",
+}
+
+
+@register.simple_tag
+def icon(name: str, size: int = 18) -> str:
+    return format_html(
+        '<svg class="ic" width="{}" height="{}" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" '
+        'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="{}"/></svg>',
+        size,
+        size,
+        _ICONS[name],
+    )
