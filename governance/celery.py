@@ -45,9 +45,10 @@ class AuditedTask(Task):
             return super().__call__(*args, **kwargs)
 
 
-def enqueue_on_commit(task_name: str, *args, **kwargs) -> None:
+def enqueue_on_commit(task_name: str, *args, actor=None, **kwargs) -> None:
     """Send the task named ``task_name`` once the current transaction commits, under the audit
-    context open *now*. By name, so the web process never imports worker code (or its engines).
+    context open *now* (with ``actor`` as the requester when given). By name, so the web process
+    never imports worker code (or its engines).
 
     The context is captured here because on-commit callbacks may run after the code that
     opened it (a request, a command) has already left it. A broker outage after the commit is
@@ -60,6 +61,8 @@ def enqueue_on_commit(task_name: str, *args, **kwargs) -> None:
     from governance.audit import context
 
     carried = context.as_headers()
+    if carried is not None and actor is not None:  # the service's actor is the requester, whoever opened the context
+        carried.update(actor_id=actor.pk, actor_label=actor.get_username())
 
     def send():
         try:

@@ -100,11 +100,12 @@ def test_context_is_captured_when_the_task_is_scheduled_not_when_the_transaction
     from governance.registry import services
 
     with transaction.atomic():  # like a management command that commits after leaving its context
-        with audit_context(source="cli", request_id="seed-1", actor=users.author):
+        with audit_context(source="cli", request_id="seed-1", actor=users.admin):  # a command run by an admin
             version = services.version_create(actor=users.author, model=model, artifact=make_artifact())
 
     event = _wait_for(
         lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version.pk)).first()
     )
     assert event is not None, "the worker never inspected the artifact"
+    # the requester is the service's actor, not whoever opened the context
     assert (event.actor, event.request_id, event.source) == (users.author, "seed-1", "task")

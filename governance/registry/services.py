@@ -187,7 +187,7 @@ def version_create(
         )
         version.model = locked
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
-        enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk)
+        enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk, actor=actor)
     return version
 
 
