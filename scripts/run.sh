@@ -20,46 +20,8 @@ export DEMO_PASSWORD
 VAR_DIR="${CHARTER_VAR_DIR:-$ROOT/var}"
 PY=.venv/bin/python
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-find_python() {
-  local candidate
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-      command -v "$candidate"
-      return 0
-    fi
-  done
-  return 1
-}
-
-lock_sha() { sha256sum "$1" | cut -d' ' -f1; }
-stamp_matches() { [[ -f $1 && "$(cat "$1")" == "$(lock_sha "$2")" ]]; }
-
-ensure_venv() {
-  if [[ -d .venv ]] && ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    log "The existing .venv is broken or too old; recreating it"
-    rm -rf .venv
-  fi
-  if [[ ! -x $PY ]]; then
-    local py
-    py="$(find_python)" || die "Python 3.11 or newer is needed (python3.11 or python3)."
-    "$py" -c 'import ensurepip, venv' 2>/dev/null ||
-      die "$py cannot create virtualenvs; install the python3-venv package (apt-get install python3-venv)."
-    log "Creating .venv with $py"
-    "$py" -m venv .venv
-  fi
-  # base.lock is a subset of dev.lock: an environment synced with dev.lock already has it all.
-  if stamp_matches .venv/.charter-dev-lock.sha256 requirements/dev.lock ||
-    stamp_matches .venv/.charter-base-lock.sha256 requirements/base.lock; then
-    return 0
-  fi
-  log "Installing requirements/base.lock into .venv"
-  "$PY" -m pip install --disable-pip-version-check --progress-bar off -r requirements/base.lock
-  lock_sha requirements/base.lock >.venv/.charter-base-lock.sha256
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 port_in_use() {
   "$PY" - "$1" "$2" <<'PY'
@@ -115,7 +77,8 @@ stop_stale_worker() {
 
 # --- main ------------------------------------------------------------------------------------
 
-ensure_venv
+# base.lock is a subset of dev.lock: an environment synced for the tests already has it all.
+venv_sync requirements/base.lock requirements/dev.lock
 mkdir -p "$VAR_DIR/log" "$VAR_DIR/run"
 
 if port_in_use "$HOST" "$PORT"; then

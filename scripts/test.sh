@@ -13,8 +13,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # --- system packages -------------------------------------------------------------------------
 
@@ -30,18 +30,6 @@ find_pg_bindir() {
     dirname "$(command -v pg_ctl)"
     return 0
   fi
-  return 1
-}
-
-find_python() {
-  local candidate
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-      command -v "$candidate"
-      return 0
-    fi
-  done
   return 1
 }
 
@@ -73,26 +61,6 @@ ensure_system_packages() {
 }
 
 # --- virtualenv ------------------------------------------------------------------------------
-
-ensure_venv() {
-  local lock=requirements/dev.lock stamp=.venv/.charter-dev-lock.sha256 want
-  if [[ -d .venv ]] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    log "The existing .venv is broken or too old; recreating it"
-    rm -rf .venv
-  fi
-  if [[ ! -x .venv/bin/python ]]; then
-    local py
-    py="$(find_python)" || die "Python 3.11 or newer is needed (python3.11 or python3)."
-    log "Creating .venv with $py"
-    "$py" -m venv .venv
-  fi
-  want="$(sha256sum "$lock" | cut -d' ' -f1)"
-  if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-    log "Installing $lock into .venv"
-    .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -r "$lock"
-    echo "$want" >"$stamp"
-  fi
-}
 
 # --- throwaway services ----------------------------------------------------------------------
 
@@ -198,7 +166,7 @@ start_redis() {
 # --- main ------------------------------------------------------------------------------------
 
 ensure_system_packages
-ensure_venv
+venv_sync requirements/dev.lock
 
 trap cleanup EXIT
 trap 'exit 130' INT
