@@ -19,7 +19,6 @@ from governance.registry.models import (
     ArtifactFormat,
     Framework,
     ModelCard,
-    ModelVersion,
     RegisteredModel,
     RiskTier,
     Stage,
@@ -117,24 +116,46 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
         return paginated_trail(self, self.get_object())
 
 
-class VersionOut(serializers.ModelSerializer):
+class VersionOut(serializers.Serializer):
+    """Declared field by field (not a ModelSerializer): it is on the registration hot path."""
+
+    id = serializers.IntegerField(read_only=True)
+    model = serializers.IntegerField(source="model_id", read_only=True)
     model_name = serializers.CharField(source="model.name", read_only=True)
     team = serializers.IntegerField(source="model.team_id", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    number = serializers.IntegerField(read_only=True)
+    stage = serializers.ChoiceField(choices=Stage.choices, read_only=True)
+    description = serializers.CharField(read_only=True)
+    artifact_sha256 = serializers.CharField(read_only=True)
+    artifact_size = serializers.IntegerField(read_only=True)
+    artifact_name = serializers.CharField(read_only=True)
+    artifact_metadata = serializers.JSONField(read_only=True)
+    framework = serializers.ChoiceField(choices=Framework.choices, read_only=True)
+    artifact_format = serializers.ChoiceField(choices=ArtifactFormat.choices, read_only=True)
+    training_data_ref = serializers.CharField(read_only=True)
+    evaluation_data_ref = serializers.CharField(read_only=True)
+    preprocessing_ref = serializers.CharField(read_only=True)
+    preprocessing_fingerprint = serializers.CharField(read_only=True)
+    hyperparameters = serializers.JSONField(read_only=True)
+    metrics = serializers.JSONField(read_only=True)
+    tags = serializers.JSONField(read_only=True)
+    card_completeness = serializers.IntegerField(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True, default=None)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    stage_changed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     allowed_transitions = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ModelVersion
-        fields = [
-            "id", "model", "model_name", "team", "number", "stage", "description", "artifact_sha256", "artifact_size",
-            "artifact_name", "artifact_metadata", "framework", "artifact_format", "training_data_ref",
-            "evaluation_data_ref", "preprocessing_ref", "preprocessing_fingerprint", "hyperparameters", "metrics",
-            "tags", "card_completeness", "created_by", "created_at", "updated_at", "stage_changed_at",
-            "allowed_transitions",
-        ]  # fmt: skip
 
     def get_allowed_transitions(self, obj) -> list[str]:
         return list(obj.allowed_transitions())
+
+
+class VersionPagination(NewestFirstCursorPagination):
+    """Newest first. Within one model by number, so the (model, number) index serves the page
+    however many versions other models have registered since."""
+
+    def get_ordering(self, request, queryset, view):
+        return ("-number",) if request.query_params.get("model") else ("-id",)
 
 
 def _metrics(value):
@@ -236,11 +257,17 @@ class DiffOut(serializers.Serializer):
 class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = VersionOut
     filterset_class = VersionFilter
-    pagination_class = NewestFirstCursorPagination
+    pagination_class = VersionPagination
     filter_backends = [DjangoFilterBackend]
 
     def get_queryset(self):
-        return selectors.version_list(user=self.request.user).select_related("created_by")
+        # only what VersionOut reads: the model row and the creator's name, not the team row
+        return (
+            selectors.version_list(user=self.request.user)
+            .select_related(None)
+            .select_related("model", "created_by")
+            .defer("created_by__password", "model__description")
+        )
 
     @extend_schema(
         summary="Register a version with its artifact",

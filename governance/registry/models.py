@@ -106,6 +106,7 @@ class RegisteredModel(models.Model):
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="model_name_unique_per_team")]
         indexes = [
+            models.Index(fields=["name", "id"], name="model_name_idx"),  # the default list order
             models.Index(fields=["-updated_at"], name="model_updated_idx"),
             models.Index(fields=["risk_tier", "name"], name="model_tier_idx"),
         ]

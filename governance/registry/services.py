@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from governance.accounts.models import Team
@@ -170,25 +170,36 @@ def version_create(
     _check_choice(framework, Framework, "framework")
     _check_choice(artifact_format, ArtifactFormat, "artifact format")
     stored = artifacts.store_upload(artifact, expected_sha256=artifact_sha256)
+    now = timezone.now()
     with transaction.atomic():
-        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        number = locked.latest_version_number + 1
+        number = _next_version_number(model=model, now=now)
         version = ModelVersion.objects.create(
-            model=locked, number=number, description=description, artifact_sha256=stored.sha256,
+            model=model, number=number, description=description, artifact_sha256=stored.sha256,
             artifact_size=stored.size, artifact_name=(getattr(artifact, "name", "") or "artifact")[-255:],
             artifact_path=stored.path, framework=framework, artifact_format=artifact_format,
             training_data_ref=training_data_ref, evaluation_data_ref=evaluation_data_ref,
             preprocessing_ref=preprocessing_ref, preprocessing_fingerprint=preprocessing_fingerprint,
             hyperparameters=hyperparameters or {}, metrics=metrics or {}, tags=tags or [], created_by=actor,
-            stage_changed_at=timezone.now(),
+            stage_changed_at=now,
         )  # fmt: skip
-        RegisteredModel.objects.filter(pk=locked.pk).update(
-            latest_version_number=number, version_count=locked.version_count + 1, updated_at=timezone.now()
-        )
-        version.model = locked
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
         enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk, actor=actor)
     return version
+
+
+def _next_version_number(*, model: RegisteredModel, now) -> int:
+    """Allocate the next number and bump the counters in one statement, which also row-locks the
+    model until commit: concurrent registrations of one model queue here, other models do not."""
+    table = RegisteredModel._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET latest_version_number = latest_version_number + 1, "
+            "version_count = version_count + 1, updated_at = %s WHERE id = %s RETURNING latest_version_number, version_count",
+            [now, model.pk],
+        )
+        number, model.version_count = cursor.fetchone()
+    model.latest_version_number = number
+    return number
 
 
 @transaction.atomic

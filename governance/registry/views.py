@@ -10,8 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import CharField, OuterRef, Subquery
-from django.db.models.functions import Cast
+from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -216,12 +215,14 @@ def model_detail(request, pk: int):
     else:
         latest = versions.first()
     latest_card = selectors.card_current(version=latest) if latest is not None else None
-    newest_ids = (
-        selectors.version_list(user=user, model=model)
+    # A literal id list lets PostgreSQL use the audit (object_type, object_id) index; a subquery
+    # made it walk the whole log by seq instead (77 ms at 1M events).
+    newest_ids = [
+        str(pk)
+        for pk in selectors.version_list(user=user, model=model)
         .order_by("-number")
-        .annotate(sid=Cast("id", output_field=CharField()))
-        .values_list("sid", flat=True)[:TIMELINE_VERSIONS]
-    )
+        .values_list("id", flat=True)[:TIMELINE_VERSIONS]
+    ]
     trail = audit_selectors.object_trail(user=user, obj=model) | audit_selectors.objects_trail(
         user=user, object_type="registry.modelversion", object_ids=newest_ids
     )
@@ -295,11 +296,7 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
     card = selectors.card_current(version=version)
     previous = selectors.version_previous(user=user, version=version)
     diff = selectors.version_diff(old=previous, new=version) if previous is not None else None
-    card_ids = (
-        ModelCard.objects.filter(version=version)
-        .annotate(sid=Cast("id", output_field=CharField()))
-        .values_list("sid", flat=True)
-    )
+    card_ids = [str(pk) for pk in ModelCard.objects.filter(version=version).values_list("id", flat=True)]
     trail = audit_selectors.object_trail(user=user, obj=version) | audit_selectors.objects_trail(
         user=user, object_type="registry.modelcard", object_ids=card_ids
     )
