@@ -109,3 +109,20 @@ def test_context_is_captured_when_the_task_is_scheduled_not_when_the_transaction
     assert event is not None, "the worker never inspected the artifact"
     # the requester is the service's actor, not whoever opened the context
     assert (event.actor, event.request_id, event.source) == (users.author, "seed-1", "task")
+
+
+@pytest.mark.django_db
+def test_the_scheduled_checkpoint_signs_and_exports_the_chain_head(users, model, tmp_path, settings):
+    from governance.audit import services
+    from governance.audit.models import ChainHead
+    from governance.celery import app
+    from workers.audit import checkpoint_chain
+
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    assert app.conf.beat_schedule["audit-checkpoint"]["task"] == checkpoint_chain.name
+    result = checkpoint_chain()
+    head = ChainHead.objects.get(id=1)
+    assert result == {"seq": head.seq, "hash": head.hash}
+    exported = list((tmp_path / "checkpoints").glob("checkpoint-*.json"))
+    assert len(exported) == 1 and head.hash in exported[0].read_text()
+    assert services.verify().ok

@@ -282,7 +282,7 @@ def _first_broken_python():
 
 
 def _checkpoint_key() -> bytes:
-    key = getattr(settings, "AUDIT_CHECKPOINT_KEY", "") or settings.SECRET_KEY
+    key = settings.AUDIT_CHECKPOINT_KEY or settings.SECRET_KEY
     return hashlib.sha256(("charter-audit-checkpoint:" + key).encode()).digest()
 
 

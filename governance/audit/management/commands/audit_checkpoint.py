@@ -10,7 +10,7 @@ class Command(BaseCommand):
     help = "Sign the current head of the audit chain and export it, so a removed tail is detectable."
 
     def add_arguments(self, parser):
-        parser.add_argument("--export-dir", default=str(Path(settings.VAR_DIR) / "audit-checkpoints"))
+        parser.add_argument("--export-dir", default=str(settings.AUDIT_CHECKPOINT_DIR))
 
     def handle(self, *args, export_dir, **options):
         cp = services.checkpoint_create(export_dir=Path(export_dir))
