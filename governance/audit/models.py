@@ -15,11 +15,17 @@ class AuditEvent(models.Model):
     seq = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,  # audit_actor_idx (actor, -seq) serves every lookup by actor
     )
     actor_label = models.CharField(max_length=150, blank=True)
     source = models.CharField(max_length=16)
-    request_id = models.CharField(max_length=64, db_index=True)
+    request_id = models.CharField(max_length=64)
     action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=200)
@@ -35,6 +41,7 @@ class AuditEvent(models.Model):
             models.Index(fields=["team_id", "-seq"], name="audit_team_idx"),
             models.Index(fields=["actor", "-seq"], name="audit_actor_idx"),
             models.Index(fields=["action", "-seq"], name="audit_action_idx"),
+            models.Index(fields=["request_id"], name="audit_request_idx"),
         ]
 
     def __str__(self):
