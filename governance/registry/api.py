@@ -16,9 +16,11 @@ from governance.registry import artifacts, selectors, services
 from governance.registry.filters import ModelFilter, VersionFilter
 from governance.registry.models import (
     CARD_SECTION_KEYS,
+    TRANSITIONS,
     ArtifactFormat,
     Framework,
     ModelCard,
+    ModelVersion,
     RegisteredModel,
     RiskTier,
     Stage,
@@ -149,6 +151,36 @@ class VersionOut(serializers.Serializer):
     def get_allowed_transitions(self, obj) -> list[str]:
         return list(obj.allowed_transitions())
 
+    def to_representation(self, v):
+        # The same output as the declared fields (tests compare the two), without DRF's per-field
+        # machinery: a page of 50 versions was 12 ms of CPU through the generic path.
+        creator = v.created_by
+        return {
+            "id": v.id, "model": v.model_id, "model_name": v.model.name, "team": v.model.team_id,
+            "number": v.number, "stage": v.stage, "description": v.description,
+            "artifact_sha256": v.artifact_sha256, "artifact_size": v.artifact_size, "artifact_name": v.artifact_name,
+            "artifact_metadata": v.artifact_metadata, "framework": v.framework, "artifact_format": v.artifact_format,
+            "training_data_ref": v.training_data_ref, "evaluation_data_ref": v.evaluation_data_ref,
+            "preprocessing_ref": v.preprocessing_ref, "preprocessing_fingerprint": v.preprocessing_fingerprint,
+            "hyperparameters": v.hyperparameters, "metrics": v.metrics, "tags": v.tags,
+            "card_completeness": v.card_completeness,
+            "created_by": creator.username if creator is not None else None,
+            "created_at": _iso(v.created_at), "updated_at": _iso(v.updated_at),
+            "stage_changed_at": _iso(v.stage_changed_at),
+            "allowed_transitions": list(TRANSITIONS[v.stage]),
+        }  # fmt: skip
+
+
+def _iso(value):
+    """DRF's ISO 8601 rendering of an aware UTC datetime."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+_VERSION_COLUMNS = [f.name for f in ModelVersion._meta.concrete_fields]
+
 
 class VersionPagination(NewestFirstCursorPagination):
     """Newest first. Within one model by number, so the (model, number) index serves the page
@@ -261,12 +293,13 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     filter_backends = [DjangoFilterBackend]
 
     def get_queryset(self):
-        # only what VersionOut reads: the model row and the creator's name, not the team row
+        # only the columns VersionOut reads: building a page of full version, model and user rows
+        # cost more than rendering it
         return (
             selectors.version_list(user=self.request.user)
             .select_related(None)
             .select_related("model", "created_by")
-            .defer("created_by__password", "model__description")
+            .only(*_VERSION_COLUMNS, "model__name", "model__team_id", "created_by__username")
         )
 
     @extend_schema(
