@@ -85,6 +85,10 @@ class ArtifactFormat(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# Formats that run code when loaded: only trust artifacts uploaded by the owning team's authors.
+PICKLE_FORMATS = frozenset({ArtifactFormat.SKLEARN_JOBLIB, ArtifactFormat.PICKLE})
+
+
 class RegisteredModel(models.Model):
     AUDIT_FIELDS = ["id", "team", "name", "description", "use_case", "risk_tier", "business_kpis"]
 

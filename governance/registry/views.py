@@ -29,6 +29,7 @@ from governance.registry.forms import CardForm, ModelCreateForm, TransitionForm,
 from governance.registry.models import (
     CARD_SECTION_MIN_CHARS,
     CARD_SECTIONS,
+    PICKLE_FORMATS,
     ModelCard,
     ModelVersion,
     RiskTier,
@@ -39,7 +40,6 @@ PAGE_SIZE = 25
 TIMELINE_LENGTH = 25
 TIMELINE_VERSIONS = 50  # the model timeline follows the newest versions only
 TRAIL_LENGTH = 50
-PICKLE_FORMATS = frozenset({"sklearn-joblib", "pickle"})
 
 MODEL_SORTS = {
     "name": ("name", "pk"),
