@@ -232,3 +232,39 @@ def test_an_admin_token_revokes_its_owners_other_tokens(api, users):
     assert r.status_code == 200
     event = AuditEvent.objects.get(action="token.revoke", object_id=str(old.pk))
     assert event.actor == users.author and json.loads(event.changes)["token_id"] != old.pk
+
+
+def _secret(user, scopes, team=None):
+    with audit_context(source="cli", actor=user):
+        return accounts.token_create(actor=user, name=f"t-{'-'.join(scopes)}", scopes=scopes, team=team)[1]
+
+
+def test_a_team_restricted_token_binds_even_a_superuser(api, users, team, other_team, make_model):
+    foreign = make_model("campaign", owner_team=other_team, actor=users.outsider)
+    client = api.with_token(_secret(users.superuser, ["read", "write"], team=team))
+    assert client.get(f"/api/v1/models/{foreign.pk}/").status_code == 404
+    assert foreign.pk not in [m["id"] for m in client.get("/api/v1/models/").json()["results"]]
+    r = client.post("/api/v1/models/", {"team": other_team.pk, "name": "sneaky"}, format="json")
+    assert r.status_code == 404
+
+
+def test_a_token_cannot_mint_a_stronger_token(api, users, team):
+    admin_only = api.with_token(_secret(users.admin, ["admin"], team=team))
+    before = ApiToken.objects.count()
+    wider_scopes = admin_only.post(
+        "/api/v1/tokens/", {"name": "x", "scopes": ["admin", "write"], "team": team.pk}, format="json"
+    )
+    assert wider_scopes.status_code == 403 and wider_scopes.json()["code"] == "token_scope_missing"
+    wider_team = admin_only.post("/api/v1/tokens/", {"name": "x", "scopes": ["admin"]}, format="json")
+    assert wider_team.status_code == 403
+    assert ApiToken.objects.count() == before
+    same = admin_only.post("/api/v1/tokens/", {"name": "x", "scopes": ["admin"], "team": team.pk}, format="json")
+    assert same.status_code == 201
+
+
+def test_reading_with_a_token_needs_the_read_scope(api, users, model):
+    client = api.with_token(_secret(users.author, ["write"]))
+    r = client.get("/api/v1/models/")
+    assert r.status_code == 403 and r.json()["code"] == "token_scope_missing"
+    assert client.get(f"/api/v1/versions/?model={model.pk}").status_code == 403
+    assert api.with_token(_secret(users.author, ["read"])).get("/api/v1/models/").status_code == 200

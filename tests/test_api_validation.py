@@ -331,16 +331,17 @@ def test_patching_the_stage_does_not_move_a_version(api, users, api_world):
     assert api_world.v1.stage == Stage.DRAFT
 
 
-def test_editing_a_retired_versions_card_is_a_conflict(api, users, api_world):
-    move(api_world.v2, Stage.RETIRED, actor=users.admin)
+@pytest.mark.parametrize("stages", [(Stage.IN_REVIEW,), (Stage.RETIRED,)], ids=["in_review", "retired"])
+def test_a_card_is_frozen_once_its_version_leaves_draft(api, users, api_world, stages):
+    move(api_world.v2, *stages, actor=users.admin)
     client = api.as_user(users.author)
     before = governed_state()
     r = client.put(
         f"/api/v1/versions/{api_world.v2.pk}/card/",
-        {"sections": {"intended_use": "Late edit after retirement, refused."}},
+        {"sections": {"intended_use": "A late edit of the evidence under review, refused."}},
         format="json",
     )
-    assert_error(r, 409, "version_retired")
+    assert_error(r, 409, "card_frozen")
     assert governed_state() == before
 
 
@@ -427,3 +428,8 @@ def test_multipart_fields_left_empty_count_as_not_given(api, users, api_world):
     )
     assert r.status_code == 201, r.content[:300]
     assert len(r.json()["artifact_name"]) <= 255
+
+
+def test_a_non_ascii_digit_as_diff_base_is_a_400(api, users, api_world):
+    r = api.as_user(users.viewer).get(f"/api/v1/versions/{api_world.v2.pk}/diff/", {"against": "²"})
+    assert_error(r, 400, "invalid")

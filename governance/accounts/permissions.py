@@ -37,24 +37,45 @@ def roles_by_team(user) -> dict[int, frozenset[str]]:
     return cached
 
 
-def team_ids_visible_to(user) -> list[int] | None:
-    """Team ids the user may read; ``None`` means every team (superusers)."""
-    if user.is_authenticated and user.is_superuser:
-        return None
+def _token_team(user) -> int | None:
+    """The one team a team-restricted API token may act in, whoever owns it."""
     token = getattr(user, "_charter_token", None)
+    return token.team_id if token is not None else None
+
+
+def team_ids_visible_to(user) -> list[int] | None:
+    """Team ids the user may read; ``None`` means every team (superusers, unless a token narrows it)."""
+    restricted_to = _token_team(user)
+    if user.is_authenticated and user.is_superuser:
+        return None if restricted_to is None else [restricted_to]
     ids = list(roles_by_team(user))
-    if token is not None and token.team_id is not None:
-        ids = [i for i in ids if i == token.team_id]
+    if restricted_to is not None:
+        ids = [i for i in ids if i == restricted_to]
     return ids
 
 
 def roles_in(user, team_id: int) -> frozenset[str]:
+    restricted_to = _token_team(user)
+    if restricted_to is not None and restricted_to != team_id:
+        return frozenset()
     if user.is_authenticated and user.is_superuser:
         return ALL_ROLES
-    token = getattr(user, "_charter_token", None)
-    if token is not None and token.team_id not in (None, team_id):
-        return frozenset()
     return roles_by_team(user).get(team_id, frozenset())
+
+
+def token_scopes(user) -> frozenset[str] | None:
+    """The scopes of the token a request authenticated with; ``None`` for a session (unscoped)."""
+    token = getattr(user, "_charter_token", None)
+    return None if token is None else frozenset(token.scopes)
+
+
+def can_anywhere(user, capability: str) -> bool:
+    """Whether the user holds the capability in at least one team (site administrators always do)."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return any(roles & CAPABILITIES[capability] for roles in roles_by_team(user).values())
 
 
 def has_any_role(user, team_id: int, roles: Iterable[str]) -> bool:

@@ -10,9 +10,9 @@ from django.utils.text import slugify
 
 from governance.accounts.authentication import TOKEN_PREFIX, hash_token
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
-from governance.accounts.permissions import require, require_scope, roles_by_team
+from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes
 from governance.audit import services as audit
-from governance.core.errors import Conflict, NotPermitted, ValidationFailed
+from governance.core.errors import Conflict, NotFound, NotPermitted, ValidationFailed
 
 User = get_user_model()
 MAX_TOKEN_DAYS = 365
@@ -32,7 +32,11 @@ def team_create(*, actor, name: str, description: str = "", slug: str = "") -> T
         raise ValidationFailed("A team needs a name with at least one letter or digit.", code="invalid_name")
     if Team.objects.filter(name__iexact=name).exists() or Team.objects.filter(slug=slug).exists():
         raise Conflict(f"A team named '{name}' already exists.", code="duplicate_name")
-    team = Team.objects.create(name=name, slug=slug, description=description)
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(name=name, slug=slug, description=description)
+    except IntegrityError:
+        raise Conflict(f"A team named '{name}' already exists.", code="duplicate_name") from None
     audit.record(action="team.create", obj=team, after=audit.snapshot(team), actor=actor)
     return team
 
@@ -41,14 +45,20 @@ def team_create(*, actor, name: str, description: str = "", slug: str = "") -> T
 def team_update(*, actor, team: Team, **changes) -> Team:
     require_scope(actor, "admin")
     require(actor, "team.manage", team_id=team.pk, what="edit this team")
-    team = Team.objects.select_for_update().get(pk=team.pk)
+    team = Team.objects.select_for_update().filter(pk=team.pk).first()
+    if team is None:
+        raise NotFound("This team no longer exists.")
     before = audit.snapshot(team)
     for field in ("name", "description"):
         if field in changes:
             setattr(team, field, changes[field])
     if Team.objects.exclude(pk=team.pk).filter(name__iexact=team.name).exists():
         raise Conflict(f"A team named '{team.name}' already exists.", code="duplicate_name")
-    team.save()
+    try:
+        with transaction.atomic():
+            team.save()
+    except IntegrityError:
+        raise Conflict(f"A team named '{team.name}' already exists.", code="duplicate_name") from None
     audit.record(action="team.update", obj=team, before=before, after=audit.snapshot(team), actor=actor)
     return team
 
@@ -72,6 +82,9 @@ def membership_add(*, actor, team: Team, user, role: str) -> Membership:
 def membership_remove(*, actor, membership: Membership) -> None:
     require_scope(actor, "admin")
     require(actor, "team.manage", team_id=membership.team_id, what="manage members")
+    membership = Membership.objects.select_for_update().filter(pk=membership.pk).first()
+    if membership is None:  # removed by someone else meanwhile: one removal, one event
+        raise NotFound("This membership no longer exists.")
     before = audit.snapshot(membership)
     audit_team = membership.team_id
     pk = membership.pk
@@ -96,8 +109,19 @@ def token_create(
         )
     if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ValidationFailed(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.", code="invalid_expiry")
+    require_scope(actor, "admin")
     if team is not None and not actor.is_superuser and team.pk not in roles_by_team(actor):
         raise NotPermitted("You can only scope a token to a team you belong to.")
+    # A token can only mint tokens no stronger than itself: no extra scopes, no wider team.
+    held = token_scopes(actor)
+    if held is not None:
+        if extra := sorted(set(scopes) - held):
+            raise NotPermitted(
+                f"This API token cannot grant scopes it lacks: {', '.join(extra)}.", code="token_scope_missing"
+            )
+        bound = actor._charter_token.team_id
+        if bound is not None and (team is None or team.pk != bound):
+            raise NotPermitted("A team-restricted API token can only create tokens for its own team.")
     prefix = secrets.token_hex(6)
     raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     token = ApiToken.objects.create(

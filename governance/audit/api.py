@@ -6,8 +6,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from governance.accounts.models import Role
-from governance.accounts.permissions import roles_by_team
+from governance.accounts.permissions import can_anywhere, require_scope
 from governance.audit import selectors, services
 from governance.audit.filters import AuditEventFilter
 from governance.audit.models import AuditEvent
@@ -73,7 +72,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"])
     def verify(self, request):
-        user = request.user
-        if not user.is_superuser and not any(r & {Role.AUDITOR, Role.ADMIN} for r in roles_by_team(user).values()):
+        require_scope(request.user, "read")
+        if not can_anywhere(request.user, "audit.verify"):
             raise NotPermitted("Only auditors and admins can verify the audit chain.")
         return Response(services.verify().as_dict())

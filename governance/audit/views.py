@@ -11,9 +11,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from governance.accounts.permissions import can_anywhere
 from governance.audit import selectors, services
 from governance.audit.filters import AuditEventFilter
-from governance.core.context_processors import user_may_verify_audit
 
 PAGE_SIZE = 50
 
@@ -151,7 +151,7 @@ def audit_log(request):
 @login_required
 @require_POST
 def audit_verify(request):
-    if not user_may_verify_audit(request.user):
+    if not can_anywhere(request.user, "audit.verify"):
         raise PermissionDenied("Only auditors and admins can verify the audit chain.")
     result = services.verify()
     if request.headers.get("HX-Request"):

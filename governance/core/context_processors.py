@@ -2,23 +2,7 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from governance.accounts.permissions import CAPABILITIES, roles_by_team
-
-
-def user_may_verify_audit(user) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    return any(roles & CAPABILITIES["audit.verify"] for roles in roles_by_team(user).values())
-
-
-def user_may_register_models(user) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    return any(roles & CAPABILITIES["model.create"] for roles in roles_by_team(user).values())
+from governance.accounts.permissions import can_anywhere
 
 
 def charter(request):
@@ -33,6 +17,6 @@ def charter(request):
 
     return {
         "nav_teams": SimpleLazyObject(teams),
-        "may_verify_audit": SimpleLazyObject(lambda: user_may_verify_audit(user)),
-        "may_register_models": SimpleLazyObject(lambda: user_may_register_models(user)),
+        "may_verify_audit": SimpleLazyObject(lambda: can_anywhere(user, "audit.verify")),
+        "may_register_models": SimpleLazyObject(lambda: can_anywhere(user, "model.create")),
     }

@@ -13,7 +13,6 @@ from django.db import transaction
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +94,8 @@ def record_denied_write(request, code: str, detail: str) -> None:
 
 
 def api_exception_handler(exc, context):
+    from rest_framework.views import exception_handler  # not at import: DRF's views import our settings' classes
+
     request = context.get("request")
     if isinstance(exc, DomainError):
         body = {"code": exc.code, "detail": exc.detail}

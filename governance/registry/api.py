@@ -387,7 +387,7 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
         version = self.get_object()
         against = request.query_params.get("against")
         if against is not None:
-            if not against.isdigit():
+            if not (against.isascii() and against.isdigit()):
                 raise serializers.ValidationError({"against": ["Give a version id."]})
             old = selectors.version_list(user=request.user).filter(pk=int(against)).first()
         else:

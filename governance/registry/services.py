@@ -13,7 +13,7 @@ from governance.accounts.models import Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.celery import enqueue_on_commit
-from governance.core.errors import Conflict, TransitionNotAllowed, ValidationFailed
+from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
 from governance.registry import artifacts
 from governance.registry.models import (
     CARD_SECTION_KEYS,
@@ -57,6 +57,14 @@ def _check_owners(team: Team, owners) -> list:
     return owners
 
 
+def _locked(queryset, pk):
+    """The row, locked until commit (joined rows are not); deleted meanwhile is a 404, not a crash."""
+    obj = queryset.select_for_update(of=("self",)).filter(pk=pk).first()
+    if obj is None:
+        raise NotFound(f"This {queryset.model._meta.verbose_name} no longer exists.")
+    return obj
+
+
 # --- models ---------------------------------------------------------------------------------
 
 
@@ -97,7 +105,7 @@ def model_create(
 def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) -> RegisteredModel:
     require_scope(actor, "write")
     require(actor, "model.update", team_id=model.team_id, what="edit this model")
-    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    model = _locked(RegisteredModel.objects.all(), model.pk)
     unknown = set(changes) - set(MODEL_EDITABLE)
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.", code="read_only_field")
@@ -118,7 +126,11 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
     }
     if after == before:  # nothing changed: no write, no event
         return model
-    model.save()
+    try:
+        with transaction.atomic():
+            model.save()
+    except IntegrityError:
+        raise Conflict(f"{model.team} already has a model named '{model.name}'.", code="duplicate_name") from None
     if new_owners is not None:
         model.owners.set(new_owners)
     audit.record(action="model.update", obj=model, before=before, after=after, actor=actor)
@@ -129,7 +141,7 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
 def model_delete(*, actor, model: RegisteredModel) -> None:
     require_scope(actor, "write")
     require(actor, "model.delete", team_id=model.team_id, what="delete a model")
-    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    model = _locked(RegisteredModel.objects.all(), model.pk)
     if model.versions.exists():
         raise Conflict(
             "A model with versions cannot be deleted; retire its versions instead so their record stays.",
@@ -206,7 +218,7 @@ def _next_version_number(*, model: RegisteredModel, now) -> int:
 def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVersion:
     require_scope(actor, "write")
     require(actor, "version.update", team_id=version.model.team_id, what="edit this version")
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = _locked(ModelVersion.objects.select_related("model"), version.pk)
     unknown = set(changes) - set(VERSION_EDITABLE)
     if unknown:
         raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.", code="read_only_field")
@@ -234,7 +246,7 @@ def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVers
 def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "") -> ModelVersion:
     """Move a version one step through the lifecycle, if the table allows it and the actor holds the role."""
     require_scope(actor, "transition")
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = _locked(ModelVersion.objects.select_related("model"), version.pk)
     _check_choice(to, Stage, "stage")
     allowed = TRANSITIONS[version.stage]
     step = allowed.get(to)
@@ -259,7 +271,9 @@ def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "
 @transaction.atomic
 def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersion:
     """Store what the worker found when it re-read the artifact (task source, original actor)."""
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version_id)
+    version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version_id)
+    if version.artifact_metadata == metadata:  # a redelivered task already recorded this
+        return version
     before = {"artifact_metadata": version.artifact_metadata}
     version.artifact_metadata = metadata
     version.save(update_fields=["artifact_metadata", "updated_at"])
@@ -288,9 +302,14 @@ def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment
         )
     if any(not isinstance(v, str) for v in sections.values()):
         raise ValidationFailed("Every card section must be text.", code="invalid_section")
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
-    if version.stage == Stage.RETIRED:
-        raise Conflict("A retired version's card is kept as it was and cannot be edited.", code="version_retired")
+    version = _locked(ModelVersion.objects.select_related("model"), version.pk)
+    if version.stage not in EDITABLE_STAGES:
+        # the card is evidence a review looks at: after submission it changes only with a new version
+        raise Conflict(
+            f"Version {version.number} is {version.get_stage_display().lower()}; its model card is frozen. "
+            "Move it back to draft (or register a new version) to edit the card.",
+            code="card_frozen",
+        )
     previous = version.cards.order_by("-revision").first()
     merged = dict(previous.sections if previous else {}) | sections
     merged = {k: merged.get(k, "") for k in CARD_SECTION_KEYS}

@@ -344,7 +344,7 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
         "meta": meta,
         "inspected": inspected,
         "pickle_based": pickle_based,
-        "download_url": reverse("version-artifact", args=[version.pk]),
+        "download_url": reverse("api:version-artifact", args=[version.pk]),
         "metrics": sorted(version.metrics.items()) if isinstance(version.metrics, dict) else [],
         "hyperparameters": sorted(version.hyperparameters.items()) if isinstance(version.hyperparameters, dict) else [],
         "may_edit_card": can(user, "card.edit", version.model.team_id) and version.stage != Stage.RETIRED,
