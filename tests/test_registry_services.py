@@ -11,7 +11,7 @@ from django.core.files.storage import storages
 from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.audit.services import AuditContextMissing
-from governance.core.errors import NotPermitted
+from governance.core.errors import NotPermitted, ValidationFailed
 from governance.registry import artifacts, selectors
 from governance.registry import services as registry
 from governance.registry.models import CARD_SECTION_KEYS, ModelVersion
@@ -160,3 +160,14 @@ def test_the_artifact_is_streamed_with_its_digest(api, users, model, make_versio
     assert r["X-Artifact-SHA256"] == hashlib.sha256(content).hexdigest()
     assert r["Content-Disposition"] == 'attachment; filename="model.joblib"'
     assert list(artifacts.open_verified(version.artifact_path, sha256=version.artifact_sha256)) == [content]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("metrics", {"auc": "high"}), ("hyperparameters", ["C", 1]), ("tags", ["x" * 51])],
+)
+def test_services_refuse_badly_shaped_metadata_whatever_door_it_came_in_by(model, users, field, value):
+    with audit_context(source="cli", actor=users.author), pytest.raises(ValidationFailed) as refused:
+        registry.version_create(actor=users.author, model=model, artifact=make_artifact(), **{field: value})
+    assert field in refused.value.fields
+    assert not ModelVersion.objects.filter(model=model).exists()

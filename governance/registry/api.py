@@ -12,7 +12,7 @@ from governance.audit.api import AuditEventSerializer, paginated_trail
 from governance.core.api import errors, validated
 from governance.core.errors import NotFound
 from governance.core.pagination import NewestFirstCursorPagination
-from governance.registry import artifacts, selectors, services
+from governance.registry import artifacts, selectors, services, validation
 from governance.registry.filters import ModelFilter, VersionFilter
 from governance.registry.models import (
     CARD_SECTION_KEYS,
@@ -190,24 +190,15 @@ class VersionPagination(NewestFirstCursorPagination):
         return ("-number",) if request.query_params.get("model") else ("-id",)
 
 
-def _metrics(value):
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
-    ):
-        raise serializers.ValidationError('Metrics must be an object of names to numbers, e.g. {"accuracy": 0.91}.')
-    return value
+def _checked(check):
+    """A serializer validator from one of the shared metadata checks."""
 
+    def validate(value):
+        if problem := check(value):
+            raise serializers.ValidationError(problem)
+        return value
 
-def _hyperparameters(value):
-    if not isinstance(value, dict):
-        raise serializers.ValidationError("Hyperparameters must be a JSON object.")
-    return value
-
-
-def _tags(value):
-    if not isinstance(value, list) or not all(isinstance(t, str) and 0 < len(t) <= 50 for t in value):
-        raise serializers.ValidationError("Tags must be a list of short strings.")
-    return value
+    return validate
 
 
 class VersionMetaFields(serializers.Serializer):
@@ -218,9 +209,9 @@ class VersionMetaFields(serializers.Serializer):
     evaluation_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_fingerprint = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    hyperparameters = serializers.JSONField(required=False, validators=[_hyperparameters])
-    metrics = serializers.JSONField(required=False, validators=[_metrics])
-    tags = serializers.JSONField(required=False, validators=[_tags])
+    hyperparameters = serializers.JSONField(required=False, validators=[_checked(validation.hyperparameters_problem)])
+    metrics = serializers.JSONField(required=False, validators=[_checked(validation.metrics_problem)])
+    tags = serializers.JSONField(required=False, validators=[_checked(validation.tags_problem)])
 
 
 class VersionIn(VersionMetaFields):

@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.contrib.auth import get_user_model
 
+from governance.registry import validation
 from governance.registry.models import CARD_SECTIONS, ArtifactFormat, Framework, RiskTier, Stage
 
 User = get_user_model()
@@ -116,26 +117,23 @@ class VersionUploadForm(forms.Form):
         value = _json_field_value(self.cleaned_data["metrics"], what="Metrics", example='{"accuracy": 0.91}')
         if value is None:
             return {}
-        if not isinstance(value, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
-        ):
-            raise forms.ValidationError('Metrics must be an object of names to numbers, e.g. {"accuracy": 0.91}.')
+        if problem := validation.metrics_problem(value):
+            raise forms.ValidationError(problem)
         return value
 
     def clean_hyperparameters(self):
         value = _json_field_value(self.cleaned_data["hyperparameters"], what="Hyperparameters", example='{"C": 1.0}')
         if value is None:
             return {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError("Hyperparameters must be a JSON object.")
+        if problem := validation.hyperparameters_problem(value):
+            raise forms.ValidationError(problem)
         return value
 
     def clean_tags(self):
-        tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
-        too_long = [t for t in tags if len(t) > 50]
-        if too_long:
-            raise forms.ValidationError(f"Tags are at most 50 characters: {too_long[0][:60]}…")
-        return list(dict.fromkeys(tags))
+        tags = list(dict.fromkeys(t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()))
+        if problem := validation.tags_problem(tags):
+            raise forms.ValidationError(problem)
+        return tags
 
 
 class TransitionForm(forms.Form):

@@ -14,7 +14,7 @@ from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.celery import enqueue_on_commit
 from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
-from governance.registry import artifacts
+from governance.registry import artifacts, validation
 from governance.registry.models import (
     CARD_SECTION_KEYS,
     CARD_SECTION_MIN_CHARS,
@@ -44,6 +44,17 @@ def _check_choice(value: str, choices, what: str) -> None:
             f"'{value}' is not a valid {what}. Choose one of: {', '.join(choices.values)}.",
             code=f"invalid_{what.replace(' ', '_')}",
         )
+
+
+def _check_metadata(values: dict[str, Any]) -> None:
+    """Metrics, hyperparameters and tags have one shape whichever door they came in by."""
+    problems = {
+        field: [problem]
+        for field, check in validation.CHECKS.items()
+        if values.get(field) is not None and (problem := check(values[field]))
+    }
+    if problems:
+        raise ValidationFailed(next(iter(problems.values()))[0], code="invalid", fields=problems)
 
 
 def _check_owners(team: Team, owners) -> list:
@@ -181,6 +192,7 @@ def version_create(
     require(actor, "version.create", team_id=model.team_id, what="register a version")
     _check_choice(framework, Framework, "framework")
     _check_choice(artifact_format, ArtifactFormat, "artifact format")
+    _check_metadata({"metrics": metrics, "hyperparameters": hyperparameters, "tags": tags})
     stored = artifacts.store_upload(artifact, expected_sha256=artifact_sha256)
     now = timezone.now()
     with transaction.atomic():
@@ -232,6 +244,7 @@ def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVers
         _check_choice(changes["framework"], Framework, "framework")
     if "artifact_format" in changes:
         _check_choice(changes["artifact_format"], ArtifactFormat, "artifact format")
+    _check_metadata(changes)
     before = audit.snapshot(version)
     for field, value in changes.items():
         setattr(version, field, value)
