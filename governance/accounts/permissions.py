@@ -37,7 +37,7 @@ def roles_by_team(user) -> dict[int, frozenset[str]]:
     return cached
 
 
-def _token_team(user) -> int | None:
+def token_team(user) -> int | None:
     """The one team a team-restricted API token may act in, whoever owns it."""
     token = getattr(user, "_charter_token", None)
     return token.team_id if token is not None else None
@@ -45,7 +45,7 @@ def _token_team(user) -> int | None:
 
 def team_ids_visible_to(user) -> list[int] | None:
     """Team ids the user may read; ``None`` means every team (superusers, unless a token narrows it)."""
-    restricted_to = _token_team(user)
+    restricted_to = token_team(user)
     if user.is_authenticated and user.is_superuser:
         return None if restricted_to is None else [restricted_to]
     ids = list(roles_by_team(user))
@@ -55,7 +55,7 @@ def team_ids_visible_to(user) -> list[int] | None:
 
 
 def roles_in(user, team_id: int) -> frozenset[str]:
-    restricted_to = _token_team(user)
+    restricted_to = token_team(user)
     if restricted_to is not None and restricted_to != team_id:
         return frozenset()
     if user.is_authenticated and user.is_superuser:

@@ -10,7 +10,7 @@ from django.utils.text import slugify
 
 from governance.accounts.authentication import TOKEN_PREFIX, hash_token
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
-from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes
+from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes, token_team
 from governance.audit import services as audit
 from governance.core.errors import Conflict, NotFound, NotPermitted, ValidationFailed
 
@@ -119,7 +119,7 @@ def token_create(
             raise NotPermitted(
                 f"This API token cannot grant scopes it lacks: {', '.join(extra)}.", code="token_scope_missing"
             )
-        bound = actor._charter_token.team_id
+        bound = token_team(actor)
         if bound is not None and (team is None or team.pk != bound):
             raise NotPermitted("A team-restricted API token can only create tokens for its own team.")
     prefix = secrets.token_hex(6)

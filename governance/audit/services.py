@@ -221,10 +221,10 @@ def _first_broken_sql():
         return cursor.fetchone()
 
 
-_LINE_COLUMNS = (
-    "id, seq, {ts}, actor_id, actor_label, source, request_id, action, object_type, object_id, team_id, "
-    "changes, prev_hash, hash"
-)
+_LINE_FIELDS = (
+    "id", "seq", "created_at", "actor_id", "actor_label", "source", "request_id", "action", "object_type",
+    "object_id", "team_id", "changes", "prev_hash", "hash",
+)  # fmt: skip
 
 
 def _event_rows():
@@ -234,16 +234,13 @@ def _event_rows():
     table = AuditEvent._meta.db_table
     if connection.vendor == "postgresql":
         ts = f"to_char(created_at AT TIME ZONE 'UTC', {chain.SQL_TS_FORMAT})"
+        columns = ", ".join(ts if f == "created_at" else f for f in _LINE_FIELDS)
         with transaction.atomic(), connection.chunked_cursor() as cursor:
-            cursor.execute(f"SELECT {_LINE_COLUMNS.format(ts=ts)} FROM {table} ORDER BY seq")
+            cursor.execute(f"SELECT {columns} FROM {table} ORDER BY seq")
             while rows := cursor.fetchmany(10_000):
                 yield from rows
         return
-    yield from (
-        AuditEvent.objects.order_by("seq")
-        .values_list(*_LINE_COLUMNS.format(ts="created_at").split(", "))
-        .iterator(chunk_size=5000)
-    )
+    yield from (AuditEvent.objects.order_by("seq").values_list(*_LINE_FIELDS).iterator(chunk_size=5000))
 
 
 def _first_broken_python():

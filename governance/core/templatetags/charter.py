@@ -27,30 +27,29 @@ STAGE_COLOURS = {
 }
 
 
+def _label(choices, value: str) -> str:
+    """A choice's label, or the raw value for one the choices no longer know."""
+    try:
+        return choices(value).label
+    except ValueError:
+        return value
+
+
 @register.simple_tag
 def stage_badge(stage: str) -> str:
-    try:
-        label = Stage(stage).label
-    except ValueError:
-        label = stage
-    return format_html('<span class="badge stage stage-{}">{}</span>', stage, label)
+    return format_html('<span class="badge stage stage-{}">{}</span>', stage, _label(Stage, stage))
 
 
 @register.simple_tag
 def risk_badge(tier: str) -> str:
-    try:
-        label = RiskTier(tier).label
-    except ValueError:
-        label = tier
-    return format_html('<span class="badge risk risk-{}" title="Risk tier">{} risk</span>', tier, label)
+    return format_html(
+        '<span class="badge risk risk-{}" title="Risk tier">{} risk</span>', tier, _label(RiskTier, tier)
+    )
 
 
 @register.filter
 def stage_label(stage: str) -> str:
-    try:
-        return Stage(stage).label
-    except ValueError:
-        return stage
+    return _label(Stage, stage)
 
 
 @register.filter
