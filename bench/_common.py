@@ -74,6 +74,8 @@ def vacuum_analyze(*tables: str) -> None:
 def uneven_counts(total: int, n_models: int, *, big: list[int], seed: int = 42) -> list[int]:
     """Versions per model: the first models get the ``big`` counts, the rest share what is left along a Zipf-like curve."""
     rest, others = total - sum(big), n_models - len(big)
+    if rest < 0:
+        raise SystemExit(f"--versions ({total:,}) must be at least the big models' versions together ({sum(big):,}).")
     if others <= 0:
         return big[:n_models]
     rng = random.Random(seed)

@@ -23,7 +23,7 @@ Usage, from a clone whose .venv/ holds requirements/base.lock (``scripts/run.sh`
     export DATABASE_URL=postgres://postgres@127.0.0.1:5544/charter_bench   # name must contain "bench"
     .venv/bin/python bench/registry_scale.py                # wipe, seed (about a minute), measure
     .venv/bin/python bench/registry_scale.py --reuse        # measure again on the data already seeded
-    .venv/bin/python bench/registry_scale.py --models 1000 --versions 20000 --big 5000 --events 100000  # quick
+    .venv/bin/python bench/registry_scale.py --models 1000 --versions 20000 --big 5000 --dormant 2000 --events 100000  # quick
 
 CELERY_BROKER_URL (optional) receives the artifact-inspection messages version registration
 enqueues; the default is a filesystem broker under a temporary CHARTER_VAR_DIR.

@@ -9,6 +9,7 @@ inside PostgreSQL and by the replay in Python (``--in-python``).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import threading
@@ -347,8 +348,9 @@ def test_events_hashed_in_python_verify_in_postgresql(users, team):
     """The portable append (SQLite's path) computes the hash in Python; PostgreSQL must agree."""
     with audit_context(source="cli", actor=users.admin):
         for i, changes in enumerate(['{"a":"é|✓"}', "{}", '{"x":[1,2,3]}']):
+            when = dt.datetime(2024, 2, 29, 23, 59, 59, tzinfo=dt.UTC) if i == 0 else timezone.now()
             fields = dict(
-                created_at="2024-02-29T23:59:59.000000Z" if i == 0 else chain.format_ts(timezone.now()),
+                created_at=chain.format_ts(when),
                 actor_id=users.admin.pk if i != 1 else None,
                 actor_label="admin" if i != 1 else "",
                 source="cli",
@@ -360,7 +362,7 @@ def test_events_hashed_in_python_verify_in_postgresql(users, team):
                 changes=changes,
             )
             with transaction.atomic():
-                services._append_portable(fields)
+                services._append_portable(fields, when)
     with transaction.atomic():
         with audit_context(source="cli"):
             services.record(action="test.after-portable", object_type="test")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -80,8 +81,9 @@ def record(
     if ctx.token_id is not None:
         body["token_id"] = ctx.token_id
     actor_id = actor.pk if actor is not None else ctx.actor_id
+    now = timezone.now()
     fields = dict(
-        created_at=chain.format_ts(timezone.now()),
+        created_at=chain.format_ts(now),
         actor_id=actor_id,
         actor_label=actor.get_username() if actor is not None else ctx.actor_label,
         source=ctx.source,
@@ -93,7 +95,7 @@ def record(
         changes=chain.canonical_json(body),
     )
     append = _append_postgresql if connection.vendor == "postgresql" else _append_portable
-    return append(fields)
+    return append(fields, now)
 
 
 _PG_APPEND = """
@@ -101,9 +103,10 @@ WITH head AS (
     UPDATE audit_chainhead
        SET seq = seq + 1,
            prev_hash = hash,
-           hash = encode(sha256(convert_to(concat_ws('|', hash, (seq + 1)::text, %(created_at)s, %(actor_text)s,
-                  %(actor_label)s, %(source)s, %(request_id)s, %(action)s, %(object_type)s, %(object_id)s,
-                  %(team_text)s, %(changes)s), 'UTF8')), 'hex')
+           hash = encode(sha256(convert_to(concat_ws('|', hash, (seq + 1)::text, %(created_at)s::text,
+                  %(actor_text)s::text, %(actor_label)s::text, %(source)s::text, %(request_id)s::text,
+                  %(action)s::text, %(object_type)s::text, %(object_id)s::text, %(team_text)s::text,
+                  %(changes)s::text), 'UTF8')), 'hex')
      WHERE id = 1
  RETURNING seq, prev_hash, hash
 )
@@ -116,14 +119,19 @@ RETURNING id, seq, prev_hash, hash
 """
 
 
-def _append_postgresql(fields: dict) -> AuditEvent:
-    """One round trip: lock the head, hash in the server, insert the event, move the head."""
+def _append_postgresql(fields: dict, now: dt.datetime) -> AuditEvent:
+    """One round trip: lock the head, hash in the server, insert the event, move the head.
+
+    The statement runs as a prepared statement with server-side parameters (Django's own
+    cursors bind on the client and make PostgreSQL parse and plan the CTE on every write);
+    it still goes through Django's execute wrappers, so query logging and counting see it.
+    """
     params = dict(
         fields,
         actor_text="" if fields["actor_id"] is None else str(fields["actor_id"]),
         team_text="" if fields["team_id"] is None else str(fields["team_id"]),
     )
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(_PG_APPEND, params)
         row = cursor.fetchone()
         if row is None:  # an empty database: create the genesis head, then append
@@ -131,27 +139,31 @@ def _append_postgresql(fields: dict) -> AuditEvent:
             cursor.execute(_PG_APPEND, params)
             row = cursor.fetchone()
     pk, seq, prev_hash, digest = row
-    return _event(fields, pk=pk, seq=seq, prev_hash=prev_hash, digest=digest)
+    return _event(fields, now, pk=pk, seq=seq, prev_hash=prev_hash, digest=digest)
 
 
-def _append_portable(fields: dict) -> AuditEvent:
+class _PreparedCursor(psycopg.Cursor):
+    def execute(self, query, params=None, *, prepare=True, binary=None):
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+def _prepared_cursor():
+    raw = _PreparedCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def _append_portable(fields: dict, now: dt.datetime) -> AuditEvent:
     head, _ = ChainHead.objects.select_for_update().get_or_create(id=1)
     seq = head.seq + 1
     digest = chain.event_hash(prev_hash=head.hash, seq=seq, **fields)
-    event = _event(fields, pk=None, seq=seq, prev_hash=head.hash, digest=digest)
+    event = _event(fields, now, pk=None, seq=seq, prev_hash=head.hash, digest=digest)
     event.save(force_insert=True)
     ChainHead.objects.filter(id=1).update(seq=seq, prev_hash=head.hash, hash=digest)
     return event
 
 
-def _event(fields: dict, *, pk, seq, prev_hash, digest) -> AuditEvent:
-    return AuditEvent(
-        pk=pk,
-        seq=seq,
-        prev_hash=prev_hash,
-        hash=digest,
-        **dict(fields, created_at=dt.datetime.strptime(fields["created_at"], chain.TS_FORMAT).replace(tzinfo=dt.UTC)),
-    )
+def _event(fields: dict, now: dt.datetime, *, pk, seq, prev_hash, digest) -> AuditEvent:
+    return AuditEvent(pk=pk, seq=seq, prev_hash=prev_hash, hash=digest, **dict(fields, created_at=now))
 
 
 # --- verification ---------------------------------------------------------------------------
