@@ -1,7 +1,9 @@
 from rest_framework.routers import DefaultRouter
 
 from governance.accounts.api import MembershipViewSet, TeamViewSet, TokenViewSet
+from governance.approvals import api as approvals
 from governance.audit.api import AuditEventViewSet
+from governance.notifications import api as notifications
 from governance.registry.api import ModelViewSet, VersionViewSet
 
 router = DefaultRouter()
@@ -11,5 +13,7 @@ router.register("tokens", TokenViewSet, basename="token")
 router.register("models", ModelViewSet, basename="model")
 router.register("versions", VersionViewSet, basename="version")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
+approvals.register(router)
+notifications.register(router)
 
 urlpatterns = router.urls

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "governance.accounts",
     "governance.audit",
     "governance.registry",
+    "governance.approvals",
+    "governance.notifications",
 ]
 
 MIDDLEWARE = [
@@ -82,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "governance.core.context_processors.charter",
+                "governance.notifications.context_processors.notifications",
             ],
         },
     },

@@ -10,6 +10,8 @@ urlpatterns = [
     path("", include("governance.accounts.urls")),
     path("", include("governance.audit.urls")),
     path("", include("governance.registry.urls")),
+    path("", include("governance.approvals.urls")),
+    path("", include("governance.notifications.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"
