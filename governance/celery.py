@@ -8,8 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 
 app = Celery("charter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("workers.artifacts", "workers.audit")
-app.conf.task_routes = {"workers.artifacts.*": {"queue": "default"}, "workers.audit.*": {"queue": "default"}}
+app.conf.imports = ("workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals")
+app.conf.task_routes = {
+    f"workers.{name}.*": {"queue": "default"} for name in ("artifacts", "audit", "notifications", "approvals")
+}
 app.conf.beat_schedule = {
     # a signed, exported copy of the chain head: a removed or rewritten tail no longer verifies
     "audit-checkpoint": {"task": "workers.audit.checkpoint_chain", "schedule": 3600.0},
