@@ -9,6 +9,8 @@ def notifications(request):
         return {}
 
     def unread() -> int:
-        return 0
+        from governance.notifications.selectors import unread_count
+
+        return unread_count(user=user)
 
     return {"unread_notifications": SimpleLazyObject(unread)}
