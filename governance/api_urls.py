@@ -16,4 +16,4 @@ router.register("audit-events", AuditEventViewSet, basename="auditevent")
 approvals.register(router)
 notifications.register(router)
 
-urlpatterns = router.urls
+urlpatterns = approvals.urlpatterns + router.urls

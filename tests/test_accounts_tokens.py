@@ -151,19 +151,19 @@ def test_a_read_only_token_reads_but_cannot_register_a_version(api, users, model
 
 def test_a_write_token_cannot_move_versions_without_the_transition_scope(api, users, version):
     _, secret = _token(users.author, "read", "write")
-    r = api.with_token(secret).post(f"/api/v1/versions/{version.pk}/transition/", {"to": "in_review"}, format="json")
+    r = api.with_token(secret).post(f"/api/v1/versions/{version.pk}/transition/", {"to": "retired"}, format="json")
     assert_error(r, 403, "token_scope_missing")
     version.refresh_from_db()
     assert version.stage == "draft"
     _, mover = _token(users.author, "transition")
-    r = api.with_token(mover).post(f"/api/v1/versions/{version.pk}/transition/", {"to": "in_review"}, format="json")
-    assert r.status_code == 200 and r.json()["stage"] == "in_review"
+    r = api.with_token(mover).post(f"/api/v1/versions/{version.pk}/transition/", {"to": "retired"}, format="json")
+    assert r.status_code == 200 and r.json()["stage"] == "retired"
 
 
 def test_a_token_never_exceeds_its_owners_role(api, users, version):
     _, secret = _token(users.viewer, "read", "write", "transition", "admin")
     client = api.with_token(secret)
-    assert_error(client.post(f"/api/v1/versions/{version.pk}/transition/", {"to": "in_review"}, format="json"), 403)
+    assert_error(client.post(f"/api/v1/versions/{version.pk}/transition/", {"to": "retired"}, format="json"), 403)
     assert_error(client.patch(f"/api/v1/versions/{version.pk}/", {"description": "x"}, format="json"), 403)
 
 

@@ -96,7 +96,7 @@ ENDPOINTS = [
     Endpoint("versions-partial-update", "patch", "/api/v1/versions/{w.v1.pk}/", 200, WRITERS,
              lambda w: {"description": "Retrained on 2024 Q4."}),
     Endpoint("versions-transition", "post", "/api/v1/versions/{w.v1.pk}/transition/", 200, WRITERS,
-             lambda w: {"to": "in_review", "reason": "ready"}),
+             lambda w: {"to": "retired", "reason": "superseded"}),
     Endpoint("versions-artifact", "get", "/api/v1/versions/{w.v1.pk}/artifact/", 200, READERS),
     Endpoint("versions-card-get", "get", "/api/v1/versions/{w.v2.pk}/card/", 200, READERS),
     Endpoint("versions-card-put", "put", "/api/v1/versions/{w.v2.pk}/card/", 200, WRITERS,

@@ -6,8 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from governance.audit.context import audit_context
-from governance.registry import services as registry
+from tests.conftest import move
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
@@ -21,8 +20,7 @@ def _versions(make_version, model, users, start: int, stop: int) -> None:
     for i in range(start, stop):
         version = make_version(model, content=b"\x80\x04" + str(i).encode(), metrics={"auc": i / 100}, tags=["t"])
         if i % 3 == 0:
-            with audit_context(source="cli", actor=users.author):
-                registry.version_transition(actor=users.author, version=version, to="in_review")
+            move(version, "in_review", actor=users.author)
 
 
 def _count(client, url: str, expected_rows: int) -> int:

@@ -17,7 +17,7 @@ import pytest
 from governance.accounts import services as accounts
 from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
-from tests.conftest import make_artifact
+from tests.conftest import make_artifact, move
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
@@ -84,9 +84,9 @@ WRITES = [
           before=lambda b: b["description"] == "" or pytest.fail(b),
           after=lambda a: a["description"] == "Retrained" or pytest.fail(a)),
     Write("version.transition", "author", "post", "/api/v1/versions/{w.v1.pk}/transition/",
-          lambda w: {"to": "in_review", "reason": "ready for review"}, 200, "registry.modelversion",
+          lambda w: {"to": "retired", "reason": "superseded"}, 200, "registry.modelversion",
           lambda w, b: w.v1.pk, before=lambda b: b == {"stage": "draft"} or pytest.fail(b),
-          after=lambda a: a == {"stage": "in_review"} or pytest.fail(a)),
+          after=lambda a: a == {"stage": "retired"} or pytest.fail(a)),
     Write("card.save", "author", "put", "/api/v1/versions/{w.v2.pk}/card/",
           lambda w: {"sections": {"intended_use": "Retail credit decisions in the EU."}, "comment": "scope"}, 200,
           "registry.modelcard", _from_body, before=lambda b: b["revision"] == 1 or pytest.fail(b),
@@ -164,7 +164,7 @@ def test_token_authenticated_writes_name_the_token_and_its_owner(api, users, api
     )
     assert r.status_code == 201, r.content[:300]
     r = client.post(
-        f"/api/v1/versions/{api_world.v1.pk}/transition/", {"to": "in_review"}, format="json", HTTP_X_REQUEST_ID="tok-2"
+        f"/api/v1/versions/{api_world.v1.pk}/transition/", {"to": "retired"}, format="json", HTTP_X_REQUEST_ID="tok-2"
     )
     assert r.status_code == 200, r.content[:300]
     for request_id, action in (("tok-1", "model.create"), ("tok-2", "version.transition")):
@@ -177,7 +177,7 @@ def test_a_refused_write_leaves_a_permission_denied_event(api, users, api_world)
     client = api.as_user(users.viewer)
     r = client.post(
         f"/api/v1/versions/{api_world.v1.pk}/transition/",
-        {"to": "in_review"},
+        {"to": "retired"},
         format="json",
         HTTP_X_REQUEST_ID="denied-1",
     )
@@ -219,12 +219,13 @@ def test_refused_reads_and_invalid_input_are_not_audited(api, users, api_world):
 
 @pytest.fixture
 def trail(api, users, api_world):
+    move(api_world.v2, "in_review", "approved", actor=users.admin)  # the review steps belong to approvals
     author = api.as_user(users.author)
     author.patch(f"/api/v1/models/{api_world.model.pk}/", {"description": "a"}, format="json", HTTP_X_REQUEST_ID="f-1")
-    author.post(f"/api/v1/versions/{api_world.v1.pk}/transition/", {"to": "in_review"}, format="json",
+    author.post(f"/api/v1/versions/{api_world.v1.pk}/transition/", {"to": "retired"}, format="json",
                 HTTP_X_REQUEST_ID="f-2")  # fmt: skip
     api.as_user(users.approver).post(
-        f"/api/v1/versions/{api_world.v1.pk}/transition/", {"to": "approved"}, format="json", HTTP_X_REQUEST_ID="f-3"
+        f"/api/v1/versions/{api_world.v2.pk}/transition/", {"to": "deprecated"}, format="json", HTTP_X_REQUEST_ID="f-3"
     )
     return api_world
 
@@ -240,10 +241,9 @@ def test_audit_events_filter_by_object_actor_action_source_and_request(api, user
     base = "/api/v1/audit-events/"
     assert _actions(client.get(f"{base}?object_type=registry.modelversion&object_id={w.v1.pk}")) == [
         "version.transition",
-        "version.transition",
         "version.create",
     ]
-    assert _actions(client.get(f"{base}?action=version.transition")) == ["version.transition"] * 2
+    assert _actions(client.get(f"{base}?action=version.transition&source=api")) == ["version.transition"] * 2
     assert _actions(client.get(f"{base}?action_prefix=model.")) == ["model.update", "model.create", "model.create"]
     assert _actions(client.get(f"{base}?actor={users.approver.pk}&source=api")) == ["version.transition"]
     assert _actions(client.get(f"{base}?actor_label=approver&action=version.transition")) == ["version.transition"]
@@ -277,7 +277,7 @@ def test_an_audit_event_shows_its_links_and_changes(api, users, trail):
     body = api.as_user(users.viewer).get(f"/api/v1/audit-events/{event.pk}/").json()
     assert body["seq"] == event.seq and body["hash"] == event.hash and body["prev_hash"] == event.prev_hash
     assert body["actor"] == users.approver.pk and body["actor_label"] == "approver"
-    assert body["changes"]["after"] == {"stage": "approved"}
+    assert body["changes"]["after"] == {"stage": "deprecated"}
     previous = AuditEvent.objects.get(seq=event.seq - 1)
     assert body["prev_hash"] == previous.hash
 

@@ -223,45 +223,42 @@ def test_viewer_card_save_is_refused(login, users, version):
 
 
 def test_transition_with_a_permitted_role(login, users, version):
+    move(version, "in_review", "approved", actor=users.admin)
     url = reverse("version-lifecycle", args=[version.pk])
-    author = login(users.author)
-    page = author.get(reverse("version-detail", args=[version.pk])).content.decode()
-    assert "Submit for review" in page and 'value="approved"' not in page
-    response = author.post(url, {"to": "in_review", "reason": "Ready for the committee"})
+    operator = login(users.operator)
+    page = operator.get(reverse("version-detail", args=[version.pk])).content.decode()
+    assert 'value="deployed"' in page and 'value="in_review"' not in page  # review steps belong to approvals
+    response = operator.post(url, {"to": "deployed", "reason": "Rolled out to the EU cluster"})
     assert response.status_code == 302
     version.refresh_from_db()
-    assert version.stage == "in_review"
-    event = AuditEvent.objects.get(action="version.transition", object_id=str(version.pk))
+    assert version.stage == "deployed"
+    event = AuditEvent.objects.filter(action="version.transition", object_id=str(version.pk)).latest("seq")
     assert (
         event.source == "ui"
-        and event.actor == users.author
-        and json.loads(event.changes)["reason"] == "Ready for the committee"
+        and event.actor == users.operator
+        and json.loads(event.changes)["reason"] == "Rolled out to the EU cluster"
     )
-    approver = login(users.approver)
-    page = approver.get(reverse("version-detail", args=[version.pk])).content.decode()
-    assert 'value="approved"' in page
-    assert approver.post(url, {"to": "approved", "reason": "Evidence complete"}).status_code == 302
-    version.refresh_from_db()
-    assert version.stage == "approved"
 
 
 def test_refused_transition_shows_an_error_and_changes_nothing(login, users, version):
-    move(version, "in_review", actor=users.author)
     url = reverse("version-lifecycle", args=[version.pk])
     before = AuditEvent.objects.filter(action="version.transition").count()
-    response = login(users.author).post(url, {"to": "approved", "reason": "self-approval"})
+    response = login(users.viewer).post(url, {"to": "retired", "reason": "tidy up"})
     assert response.status_code == 403
     body = response.content.decode()
-    assert "You need one of these roles in the owning team to approve" in body and "errorlist" in body
+    assert "You need one of these roles in the owning team to retire" in body and "errorlist" in body
     version.refresh_from_db()
-    assert version.stage == "in_review"
+    assert version.stage == "draft"
     assert AuditEvent.objects.filter(action="version.transition").count() == before
-    assert AuditEvent.objects.filter(action="permission.denied", actor=users.author).exists()
+    assert AuditEvent.objects.filter(action="permission.denied", actor=users.viewer).exists()
+    # A review step by hand is refused whoever asks: approval requests take it.
+    response = login(users.admin).post(url, {"to": "in_review"})
+    assert response.status_code == 409 and "approval request" in response.content.decode()
     # A step the lifecycle does not allow is a 409 with the allowed steps named.
     response = login(users.admin).post(url, {"to": "deployed"})
     assert response.status_code == 409 and "cannot move to deployed" in response.content.decode()
     version.refresh_from_db()
-    assert version.stage == "in_review"
+    assert version.stage == "draft"
     # Garbage input is a 400, never a 500.
     assert login(users.admin).post(url, {"to": "nonsense"}).status_code == 400
 

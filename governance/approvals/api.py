@@ -1,5 +1,351 @@
-"""REST API of the approvals app."""
+"""REST API of the approvals app: policies, review requests and decisions, the deployment gate, checklist ticks."""
+
+from __future__ import annotations
+
+from django.urls import path
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance.accounts.selectors import team_list
+from governance.approvals import rules as R
+from governance.approvals import selectors, services
+from governance.approvals.models import ApprovalRequest, Decision, Policy, RequestStatus
+from governance.core.api import errors, validated
+from governance.core.errors import NotFound, ValidationFailed
+from governance.core.pagination import NewestFirstCursorPagination, PagePagination
+from governance.registry import selectors as registry_selectors
+from governance.registry.models import RiskTier
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+class PolicyOut(serializers.ModelSerializer):
+    team_name = serializers.CharField(source="team.name", read_only=True, default=None)
+    rules = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id", "name", "description", "team", "team_name", "risk_tier", "revision", "rules", "created_at",
+            "updated_at",
+        ]  # fmt: skip
+
+    def get_rules(self, obj) -> dict:
+        return selectors.policy_revision_current(obj).rules
+
+
+class PolicyIn(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    team = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Omit for site-wide.")
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, allow_blank=True, default="")
+    rules = serializers.JSONField(help_text="Gates and quorum per environment; see the policy documentation.")
+    comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class PolicyPatchIn(serializers.Serializer):
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    rules = serializers.JSONField(required=False)
+    comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+
+class PolicyRevisionOut(serializers.Serializer):
+    number = serializers.IntegerField()
+    rules = serializers.JSONField()
+    comment = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_at = serializers.DateTimeField()
+
+
+class PolicyAssignIn(serializers.Serializer):
+    model = serializers.IntegerField()
+    policy = serializers.IntegerField(allow_null=True, help_text="null: back to the risk tier's default policy.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List policies (site-wide defaults and your teams' own)"),
+    retrieve=extend_schema(summary="One policy with its current rules", responses={200: PolicyOut, **errors(404)}),
+)
+class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PolicyOut
+    pagination_class = PagePagination
+
+    def get_queryset(self):
+        return selectors.policy_list(user=self.request.user)
+
+    @extend_schema(
+        summary="Create a policy", request=PolicyIn, responses={201: PolicyOut, **errors(400, 403, 404, 409)}
+    )
+    def create(self, request):
+        data = validated(PolicyIn, request.data)
+        team, team_id = None, data.pop("team")
+        if team_id is not None:
+            team = team_list(user=request.user).filter(pk=team_id).first()
+            if team is None:
+                raise NotFound("No such team, or you are not a member of it.", code="team_not_found")
+        policy = services.policy_create(actor=request.user, team=team, **data)
+        return Response(PolicyOut(policy).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Edit a policy (changed rules become a new revision)",
+        request=PolicyPatchIn,
+        responses={200: PolicyOut, **errors(400, 403, 404, 409)},
+    )
+    def partial_update(self, request, pk=None):
+        data = validated(PolicyPatchIn, request.data)
+        policy = services.policy_update(actor=request.user, policy=self.get_object(), **data)
+        return Response(PolicyOut(policy).data)
+
+    @extend_schema(summary="Every revision of the policy, newest first", responses={200: PolicyRevisionOut(many=True)})
+    @action(detail=True, methods=["get"])
+    def revisions(self, request, pk=None):
+        revisions = self.get_object().revisions.select_related("created_by").order_by("-number")
+        page = self.paginate_queryset(revisions)
+        return self.get_paginated_response(PolicyRevisionOut(page, many=True).data)
+
+    @extend_schema(
+        summary="Give a model its own policy, or send it back to its tier's default",
+        request=PolicyAssignIn,
+        responses={200: inline_serializer("PolicyAssigned", {"model": serializers.IntegerField(),
+                                                            "policy": serializers.IntegerField()}),
+                   **errors(400, 403, 404)},
+    )  # fmt: skip
+    @action(detail=False, methods=["post"])
+    def assign(self, request):
+        data = validated(PolicyAssignIn, request.data)
+        model = registry_selectors.model_list(user=request.user).filter(pk=data["model"]).first()
+        if model is None:
+            raise NotFound("No such model, or you cannot see it.", code="model_not_found")
+        policy = None
+        if data["policy"] is not None:
+            policy = self.get_queryset().filter(pk=data["policy"]).first()
+            if policy is None:
+                raise NotFound("No such policy, or you cannot see it.", code="policy_not_found")
+        services.policy_assign(actor=request.user, policy=policy, model=model)
+        return Response({"model": model.pk, "policy": selectors.policy_for_model(model).pk})
+
+
+# --- review requests --------------------------------------------------------------------------
+
+
+class DecisionOut(serializers.ModelSerializer):
+    decided_by = serializers.CharField(source="decided_by.username")
+    counts = serializers.SerializerMethodField(help_text="Whether this decision is on the request's current freeze.")
+
+    class Meta:
+        model = Decision
+        fields = [
+            "id", "decision", "comment", "decided_by", "team_roles", "other_team_roles", "freeze", "artifact_sha256",
+            "evidence_digest", "decided_at", "expires_at", "counts",
+        ]  # fmt: skip
+
+    def get_counts(self, obj) -> bool:
+        return obj.freeze == obj.request.freeze
+
+
+class RequestOut(serializers.ModelSerializer):
+    version_number = serializers.IntegerField(source="version.number")
+    model = serializers.IntegerField(source="version.model_id")
+    model_name = serializers.CharField(source="version.model.name")
+    stage = serializers.CharField(source="version.stage")
+    requested_by = serializers.CharField(source="requested_by.username", default=None)
+    policy = serializers.SerializerMethodField()
+    decisions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id", "version", "version_number", "model", "model_name", "stage", "environments", "status", "comment",
+            "artifact_sha256", "evidence_digest", "freeze", "frozen_at", "stale_reason", "requested_by",
+            "requested_at", "closed_at", "approved_at", "policy", "decisions",
+        ]  # fmt: skip
+
+    def get_policy(self, obj) -> dict:
+        revision = obj.policy_revision
+        return {"id": revision.policy_id, "name": revision.policy.name, "revision": revision.number}
+
+    def get_decisions(self, obj) -> list[dict]:
+        decisions = obj.decisions.select_related("decided_by", "request").order_by("id")
+        return DecisionOut(decisions, many=True).data
+
+
+class RequestIn(serializers.Serializer):
+    version = serializers.IntegerField()
+    environments = serializers.ListField(child=serializers.CharField(max_length=40), min_length=1, max_length=5)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+
+
+class DecideIn(serializers.Serializer):
+    decision = serializers.CharField(max_length=40, help_text="approve, request_changes or reject.")
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+
+
+class WithdrawIn(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class RequestFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=RequestStatus.choices)
+    version = filters.NumberFilter(field_name="version_id")
+    model = filters.NumberFilter(field_name="version__model_id")
+    team = filters.NumberFilter(field_name="version__model__team_id")
+    risk_tier = filters.ChoiceFilter(field_name="version__model__risk_tier", choices=RiskTier.choices)
+    awaiting_me = filters.BooleanFilter(method="_awaiting", help_text="Open requests you may decide and have not.")
+
+    class Meta:
+        model = ApprovalRequest
+        fields = ["status", "version", "model", "team", "risk_tier", "awaiting_me"]
+
+    def _awaiting(self, queryset, name, value):
+        if value:
+            return queryset.filter(pk__in=selectors.request_awaiting(user=self.request.user).values("pk"))
+        return queryset
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List review requests (newest first)"),
+    retrieve=extend_schema(summary="One review request with its decisions", responses={200: RequestOut, **errors(404)}),
+)
+class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = RequestOut
+    filterset_class = RequestFilter
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self):
+        return selectors.request_list(user=self.request.user).prefetch_related("decisions__decided_by")
+
+    @extend_schema(
+        summary="Request a review of a version for some environments (freezes its artifact and evidence)",
+        request=RequestIn,
+        responses={201: RequestOut, **errors(400, 403, 404, 409)},
+    )
+    def create(self, request):
+        data = validated(RequestIn, request.data)
+        version = registry_selectors.version_list(user=request.user).filter(pk=data["version"]).first()
+        if version is None:
+            raise NotFound("No such version, or you cannot see it.", code="version_not_found")
+        made = services.request_review(
+            actor=request.user, version=version, environments=data["environments"], comment=data["comment"]
+        )
+        return Response(RequestOut(self.get_queryset().get(pk=made.pk)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Decide: approve, request changes or reject (a comment is required for the last two)",
+        description="Decisions are final. Refused with 403 `separation_of_duties` for the version's author and the "
+        "requester, 403 `decision_requires_person` for API tokens, and 409 `request_closed` once the review is closed.",
+        request=DecideIn,
+        responses={200: RequestOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def decide(self, request, pk=None):
+        data = validated(DecideIn, request.data)
+        target = self.get_object()
+        services.request_decide(actor=request.user, request=target, **data)
+        return Response(RequestOut(self.get_queryset().get(pk=target.pk)).data)
+
+    @extend_schema(
+        summary="Withdraw an open review request (the version goes back to draft)",
+        request=WithdrawIn,
+        responses={200: RequestOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, pk=None):
+        data = validated(WithdrawIn, request.data)
+        target = self.get_object()
+        services.request_withdraw(actor=request.user, request=target, **data)
+        return Response(RequestOut(self.get_queryset().get(pk=target.pk)).data)
+
+
+# --- the gate and the checklist ---------------------------------------------------------------
+
+
+class GateLineOut(serializers.Serializer):
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    status = serializers.ChoiceField(choices=["passed", "failed", "missing"])
+    detail = serializers.CharField()
+    link = serializers.CharField()
+
+
+class GateOut(serializers.Serializer):
+    version_id = serializers.IntegerField()
+    environment = serializers.CharField()
+    verdict = serializers.ChoiceField(choices=["pass", "fail", "pending"])
+    summary = serializers.CharField()
+    policy = serializers.DictField()
+    request_id = serializers.IntegerField(allow_null=True)
+    gates = GateLineOut(many=True)
+    quorum = GateLineOut(many=True)
+    checked_at = serializers.DateTimeField()
+
+
+def _visible_version(request, pk: int):
+    version = registry_selectors.version_list(user=request.user).filter(pk=pk).first()
+    if version is None:
+        raise NotFound("No such version, or you cannot see it.", code="version_not_found")
+    return version
+
+
+def environment_param(value: str | None) -> str:
+    if not value:
+        raise ValidationFailed(
+            f"Name the environment: ?environment=<{'|'.join(R.ENVIRONMENTS)}>.", code="environment_required"
+        )
+    if value not in R.ENVIRONMENTS:
+        raise ValidationFailed(
+            f"Unknown environment '{value[:40]}'. Environments are: {', '.join(R.ENVIRONMENTS)}.",
+            code="unknown_environment",
+        )
+    return value
+
+
+class GateView(APIView):
+    @extend_schema(
+        summary="Deployment gate: may this version be served in the environment?",
+        description="Always HTTP 200 with the verdict in the body (`pass`, `fail` or `pending`) and one line per "
+        "gate and quorum rule saying why, so CI can block until it passes.",
+        parameters=[OpenApiParameter("environment", str, required=True, enum=list(R.ENVIRONMENTS))],
+        responses={200: GateOut, **errors(400, 404)},
+    )
+    def get(self, request, pk: int):
+        environment = environment_param(request.query_params.get("environment"))
+        verdict = selectors.gate_check(version=_visible_version(request, pk), environment=environment)
+        return Response(verdict.as_dict())
+
+
+class ChecklistIn(serializers.Serializer):
+    item = serializers.CharField(max_length=64)
+    ticked = serializers.BooleanField(default=True)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class ChecklistView(APIView):
+    @extend_schema(
+        summary="Tick (or untick) a manual checklist item of the version's policy",
+        request=ChecklistIn,
+        responses={200: inline_serializer("ChecklistTicked", {"item": serializers.CharField(),
+                                                             "ticked": serializers.BooleanField()}),
+                   **errors(400, 403, 404, 409)},
+    )  # fmt: skip
+    def post(self, request, pk: int):
+        data = validated(ChecklistIn, request.data)
+        version = _visible_version(request, pk)
+        tick = services.checklist_tick(actor=request.user, version=version, **data)
+        return Response({"item": data["item"], "ticked": tick is not None})
 
 
 def register(router) -> None:
     """Add this app's viewsets to the /api/v1/ router."""
+    router.register("policies", PolicyViewSet, basename="policy")
+    router.register("approval-requests", ApprovalRequestViewSet, basename="approvalrequest")
+
+
+urlpatterns = [
+    path("versions/<int:pk>/gate/", GateView.as_view(), name="version-gate"),
+    path("versions/<int:pk>/checklist/", ChecklistView.as_view(), name="version-checklist"),
+]

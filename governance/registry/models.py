@@ -31,30 +31,38 @@ class Stage(models.TextChoices):
 class Transition:
     roles: frozenset[str]
     verb: str
+    # Steps into and out of review belong to the approval workflow (approval requests and
+    # decisions); nobody takes them by hand, whatever their role.
+    by_review: bool = False
 
 
-def _t(verb: str, *roles: str) -> Transition:
-    return Transition(roles=frozenset({*roles, Role.ADMIN}), verb=verb)
+def _t(verb: str, *roles: str, by_review: bool = False) -> Transition:
+    return Transition(roles=frozenset({*roles, Role.ADMIN}), verb=verb, by_review=by_review)
+
+
+def _review(verb: str) -> Transition:
+    return Transition(roles=frozenset(), verb=verb, by_review=True)
 
 
 # The lifecycle: from-stage -> to-stage -> who may take that step. Services enforce it;
 # anything not listed is refused with a 409 that names the allowed next stages.
 TRANSITIONS: dict[str, dict[str, Transition]] = {
-    Stage.DRAFT: {Stage.IN_REVIEW: _t("submit for review", Role.AUTHOR), Stage.RETIRED: _t("retire", Role.AUTHOR)},
+    Stage.DRAFT: {Stage.IN_REVIEW: _review("request a review"), Stage.RETIRED: _t("retire", Role.AUTHOR)},
     Stage.IN_REVIEW: {
-        Stage.APPROVED: _t("approve", Role.APPROVER),
-        Stage.CHANGES_REQUESTED: _t("request changes", Role.REVIEWER, Role.APPROVER),
-        Stage.REJECTED: _t("reject", Role.REVIEWER, Role.APPROVER),
-        Stage.DRAFT: _t("withdraw from review", Role.AUTHOR),
+        Stage.APPROVED: _review("approve (quorum reached and gates passing)"),
+        Stage.CHANGES_REQUESTED: _review("request changes"),
+        Stage.REJECTED: _review("reject"),
+        Stage.DRAFT: _review("withdraw the review request"),
     },
     Stage.CHANGES_REQUESTED: {
-        Stage.IN_REVIEW: _t("resubmit for review", Role.AUTHOR),
+        Stage.IN_REVIEW: _review("request a review again"),
         Stage.DRAFT: _t("move back to draft", Role.AUTHOR),
     },
     Stage.REJECTED: {Stage.RETIRED: _t("retire", Role.AUTHOR, Role.OPERATOR)},
     Stage.APPROVED: {
         Stage.DEPLOYED: _t("deploy", Role.OPERATOR),
         Stage.DEPRECATED: _t("deprecate", Role.OPERATOR, Role.APPROVER),
+        Stage.IN_REVIEW: _review("review again (the evidence changed after approval)"),
     },
     Stage.DEPLOYED: {Stage.DEPRECATED: _t("deprecate", Role.OPERATOR)},
     Stage.DEPRECATED: {Stage.RETIRED: _t("retire", Role.OPERATOR), Stage.DEPLOYED: _t("redeploy", Role.OPERATOR)},
@@ -189,6 +197,10 @@ class ModelVersion(models.Model):
 
     def allowed_transitions(self) -> dict[str, Transition]:
         return TRANSITIONS[self.stage]
+
+    def manual_transitions(self) -> dict[str, Transition]:
+        """The steps a person takes by hand (the review steps belong to approval requests)."""
+        return {to: step for to, step in TRANSITIONS[self.stage].items() if not step.by_review}
 
 
 # Sections of Mitchell et al., "Model Cards for Model Reporting", as the Model Card Toolkit names them.

@@ -14,7 +14,7 @@ from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.celery import enqueue_on_commit
 from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
-from governance.registry import artifacts, validation
+from governance.registry import artifacts, signals, validation
 from governance.registry.models import (
     CARD_SECTION_KEYS,
     CARD_SECTION_MIN_CHARS,
@@ -269,7 +269,34 @@ def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "
             f"A version that is {Stage(version.stage).label.lower()} cannot move to {Stage(to).label.lower()}; "
             f"it can move to: {nexts}."
         )
+    if step.by_review:
+        raise Conflict(
+            f"A version moves to {Stage(to).label.lower()} only through its approval request: "
+            "request a review, and reviewers decide (POST /api/v1/approval-requests/).",
+            code="approval_workflow_required",
+        )
     require(actor, "transition", team_id=version.model.team_id, roles=step.roles, what=step.verb)
+    return _move(version, to, actor=actor, reason=reason)
+
+
+def version_transition_by_review(*, actor, version: ModelVersion, to: str, reason: str = "") -> ModelVersion:
+    """The approval workflow's own steps (request, decisions, withdrawal, stale evidence).
+
+    For the approvals services only: they hold the version's row lock and have checked who may
+    act; this checks the lifecycle table and records the step.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("version_transition_by_review must run inside the approval service's transaction.")
+    step = TRANSITIONS[version.stage].get(to)
+    if step is None or not step.by_review:
+        raise TransitionNotAllowed(
+            f"A version that is {Stage(version.stage).label.lower()} cannot move to {Stage(to).label.lower()} "
+            "through a review."
+        )
+    return _move(version, to, actor=actor, reason=reason)
+
+
+def _move(version: ModelVersion, to: str, *, actor, reason: str) -> ModelVersion:
     before = {"stage": version.stage}
     version.stage = to
     version.stage_changed_at = timezone.now()
@@ -291,6 +318,9 @@ def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersio
     version.artifact_metadata = metadata
     version.save(update_fields=["artifact_metadata", "updated_at"])
     audit.record(action="version.artifact_inspected", obj=version, before=before, after={"artifact_metadata": metadata})
+    signals.evidence_changed.send(
+        sender=ModelVersion, version=version, actor=None, reason="The artifact inspection recorded new findings."
+    )
     return version
 
 
@@ -337,4 +367,7 @@ def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment
     version.save(update_fields=["card_completeness", "updated_at"])
     before = audit.snapshot(previous) if previous else None
     audit.record(action="card.save", obj=card, before=before, after=audit.snapshot(card), actor=actor)
+    signals.evidence_changed.send(
+        sender=ModelVersion, version=version, actor=actor, reason=f"The model card changed (revision {card.revision})."
+    )
     return card

@@ -310,7 +310,7 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
             "roles": sorted(step.roles),
             "danger": to in (Stage.REJECTED, Stage.RETIRED, Stage.DEPRECATED),
         }
-        for to, step in version.allowed_transitions().items()
+        for to, step in version.manual_transitions().items()
     ]
     sections = []
     for key, title, help_text in CARD_SECTIONS:

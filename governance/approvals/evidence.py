@@ -1,0 +1,59 @@
+"""The evidence manifest of a version: what a review looks at, and the digest that binds an approval to it.
+
+The manifest names the artifact (its sha256 and what inspecting it found), the registered
+metadata and metrics, the current model card revision (by the hash of its text), and the
+evaluation results attached to the version. Any change to one of them changes the digest,
+and approvals given against the old digest stop counting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from governance.registry.models import ModelVersion
+
+_METADATA_FIELDS = (
+    "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
+    "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
+)  # fmt: skip
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+
+
+def manifest(version: ModelVersion) -> dict[str, Any]:
+    card = version.cards.order_by("-revision").only("revision", "sections").first()
+    return {
+        "artifact": {
+            "sha256": version.artifact_sha256,
+            "size": version.artifact_size,
+            "inspection": version.artifact_metadata or {},
+        },
+        "metadata": {name: getattr(version, name) for name in _METADATA_FIELDS},
+        "card": None if card is None else {"revision": card.revision, "sha256": _sha256(card.sections)},
+        # Evaluation results join here once the evaluations app records them (kind, run id, result digest).
+        "evaluations": [],
+    }
+
+
+def digest(document: dict[str, Any]) -> str:
+    return _sha256(document)
+
+
+def current(version: ModelVersion) -> tuple[dict[str, Any], str]:
+    document = manifest(version)
+    return document, digest(document)
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Which parts of the evidence differ, in words, for the stale notice."""
+    names = {"artifact": "the artifact", "metadata": "the registered metadata", "card": "the model card",
+             "evaluations": "the evaluation results"}  # fmt: skip
+    return [names[key] for key in names if before.get(key) != after.get(key)]

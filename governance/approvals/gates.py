@@ -1,0 +1,326 @@
+"""The deployment gate: may this version be served in this environment, and if not, why not.
+
+``evaluate`` is a pure function over what ``selectors.gate_inputs`` loaded; it returns one
+line per gate and per quorum rule, each passed / failed / missing. Evidence that does not
+exist yet is "missing", never "passed". The verdict is ``fail`` when any line failed,
+``pending`` when something is missing, and ``pass`` only when every line passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from governance.approvals import rules as R
+from governance.approvals.models import DecisionKind, RequestStatus
+
+PASSED, FAILED, MISSING = "passed", "failed", "missing"
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: str
+    label: str
+    status: str
+    detail: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    version_id: int
+    environment: str
+    verdict: str  # pass | fail | pending
+    summary: str
+    policy: dict[str, Any]
+    request_id: int | None
+    gates: list[Line] = field(default_factory=list)
+    quorum: list[Line] = field(default_factory=list)
+    checked_at: dt.datetime | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["checked_at"] = self.checked_at.isoformat() if self.checked_at else None
+        return out
+
+
+@dataclass
+class Inputs:
+    """Everything the gate looks at, loaded by the selector (no queries in here)."""
+
+    version: Any
+    environment: str
+    policy: Any
+    revision: Any
+    rules: R.Rules
+    request: Any | None  # the newest request covering the environment
+    decisions: list  # of that request
+    ticks: dict[str, Any]  # checklist item -> tick
+    card_exists: bool
+    evidence_digest: str  # the version's current one
+    rollback_candidates: list  # earlier versions of the model approved for and served in the environment
+    now: dt.datetime
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate(inputs: Inputs) -> Verdict:
+    env = inputs.environment
+    gates = [_gate_line(g, inputs) for g in inputs.rules.gates_for(env)] if env in inputs.rules.environments else []
+    quorum = _quorum_lines(inputs)
+    lines = gates + quorum
+    if any(line.status == FAILED for line in lines):
+        verdict = "fail"
+    elif any(line.status == MISSING for line in lines):
+        verdict = "pending"
+    else:
+        verdict = "pass"
+    failed = sum(line.status == FAILED for line in lines)
+    missing = sum(line.status == MISSING for line in lines)
+    summary = {
+        "pass": f"Version {inputs.version.number} may be served in {env}: every gate and quorum rule passed.",
+        "fail": f"Version {inputs.version.number} may not be served in {env}: {failed} check(s) failed"
+        + (f" and {missing} still missing." if missing else "."),
+        "pending": f"Version {inputs.version.number} is not yet approved for {env}: {missing} check(s) still missing.",
+    }[verdict]
+    return Verdict(
+        version_id=inputs.version.pk,
+        environment=env,
+        verdict=verdict,
+        summary=summary,
+        policy={"id": inputs.policy.pk, "name": inputs.policy.name, "revision": inputs.revision.number},
+        request_id=inputs.request.pk if inputs.request is not None else None,
+        gates=gates,
+        quorum=quorum,
+        checked_at=inputs.now,
+    )
+
+
+# --- gates ------------------------------------------------------------------------------------
+
+
+def _gate_line(gate, inputs: Inputs) -> Line:
+    return _GATES[gate.kind](gate, inputs)
+
+
+def _card(gate: R.CardCompletenessGate, inputs: Inputs) -> Line:
+    label = f"Model card at least {gate.min}% complete"
+    value = inputs.version.card_completeness
+    link = inputs.urls.get("card", "")
+    if not inputs.card_exists:
+        return Line(gate.kind, label, MISSING, "The version has no model card yet.", link)
+    if value >= gate.min:
+        return Line(gate.kind, label, PASSED, f"The card is {value}% complete.", link)
+    return Line(gate.kind, label, FAILED, f"The card is {value}% complete; the policy asks for {gate.min}%.", link)
+
+
+def _metric(gate: R.MetricGate, inputs: Inputs) -> Line:
+    bounds = " and ".join(
+        text for text in (f">= {gate.min:g}" if gate.min is not None else "", f"<= {gate.max:g}" if gate.max is not None else "") if text
+    )  # fmt: skip
+    label = f"{gate.metric} {bounds}"
+    metrics = inputs.version.metrics or {}
+    if gate.metric not in metrics:
+        return Line(gate.kind, label, MISSING, f"No '{gate.metric}' metric is recorded for this version.")
+    value = metrics[gate.metric]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Line(gate.kind, label, FAILED, f"The recorded '{gate.metric}' is not a number: {value!r}.")
+    low_ok = gate.min is None or value >= gate.min
+    high_ok = gate.max is None or value <= gate.max
+    status = PASSED if low_ok and high_ok else FAILED
+    return Line(gate.kind, label, status, f"Recorded {gate.metric} = {value:g} (registered metrics).")
+
+
+def _evaluation(gate: R.EvaluationGate, inputs: Inputs) -> Line:
+    label = f"A {gate.evaluation.replace('_', ' ')} evaluation" + (
+        " newer than the artifact" if gate.newer_than_artifact else ""
+    )
+    return Line(
+        gate.kind, label, MISSING, f"No {gate.evaluation.replace('_', ' ')} evaluation has run on this version."
+    )
+
+
+def _fairness(gate: R.FairnessGate, inputs: Inputs) -> Line:
+    parts = []
+    if gate.dp_ratio_min is not None:
+        parts.append(f"demographic-parity ratio >= {gate.dp_ratio_min:g}")
+    if gate.eo_diff_max is not None:
+        parts.append(f"equalized-odds difference <= {gate.eo_diff_max:g}")
+    label = f"Fairness over {', '.join(gate.features)}: " + " and ".join(parts or ["reported"])
+    return Line(gate.kind, label, MISSING, f"No fairness evaluation over {', '.join(gate.features)} has run yet.")
+
+
+def _latency(gate: R.LatencyGate, inputs: Inputs) -> Line:
+    label = f"p95 latency <= {gate.p95_ms_max:g} ms on {gate.host_class}"
+    return Line(gate.kind, label, MISSING, f"No benchmark of this version on host class '{gate.host_class}' yet.")
+
+
+def _gpu_memory(gate: R.GpuMemoryGate, inputs: Inputs) -> Line:
+    label = "Peak GPU memory fits the target host"
+    return Line(gate.kind, label, MISSING, "No benchmark has measured this version's peak GPU memory yet.")
+
+
+def _preprocessing(gate: R.PreprocessingGate, inputs: Inputs) -> Line:
+    label = "Serving preprocessing equals training preprocessing"
+    if not inputs.version.preprocessing_fingerprint:
+        return Line(gate.kind, label, MISSING, "No preprocessing fingerprint was registered with the version.")
+    return Line(
+        gate.kind, label, MISSING,
+        "The training fingerprint is registered; no evaluation has recorded the fingerprint it ran with yet.",
+    )  # fmt: skip
+
+
+def _rollback(gate: R.RollbackTargetGate, inputs: Inputs) -> Line:
+    label = f"A rollback target exists for {inputs.environment}"
+    if inputs.rollback_candidates:
+        best = inputs.rollback_candidates[0]
+        return Line(gate.kind, label, PASSED, f"Version {best.number} was approved and served before.")
+    return Line(
+        gate.kind, label, FAILED,
+        f"No earlier version of this model was approved for {inputs.environment} and served; "
+        "there is nothing to roll back to.",
+    )  # fmt: skip
+
+
+def _checklist(gate: R.ChecklistGate, inputs: Inputs) -> Line:
+    tick = inputs.ticks.get(gate.item)
+    link = inputs.urls.get("checklist", "")
+    if tick is None:
+        return Line(gate.kind, gate.text, MISSING, "Not ticked yet.", link)
+    who = tick.ticked_by.get_username() if tick.ticked_by else "a deleted user"
+    note = f": {tick.note}" if tick.note else ""
+    return Line(gate.kind, gate.text, PASSED, f"Ticked by {who} on {tick.ticked_at:%Y-%m-%d}{note}", link)
+
+
+_GATES = {
+    "card_completeness": _card,
+    "metric": _metric,
+    "evaluation": _evaluation,
+    "fairness": _fairness,
+    "latency": _latency,
+    "gpu_memory": _gpu_memory,
+    "preprocessing_fingerprint": _preprocessing,
+    "rollback_target": _rollback,
+    "checklist": _checklist,
+}
+assert set(_GATES) == set(R.GATE_KINDS)
+
+
+# --- quorum -----------------------------------------------------------------------------------
+
+
+def counting_approvals(request, decisions: list, *, version, evidence_digest: str, now: dt.datetime) -> list:
+    """Approvals that count now: on the request's current freeze, against the version's current
+    artifact and evidence, unexpired, and not from the author or the requester."""
+    if request.artifact_sha256 != version.artifact_sha256 or request.evidence_digest != evidence_digest:
+        return []
+    barred = {version.created_by_id, request.requested_by_id}
+    return [
+        d
+        for d in decisions
+        if d.decision == DecisionKind.APPROVE
+        and d.freeze == request.freeze
+        and d.artifact_sha256 == request.artifact_sha256
+        and d.evidence_digest == request.evidence_digest
+        and (d.expires_at is None or d.expires_at > now)
+        and d.decided_by_id not in barred
+    ]
+
+
+def match_roles(quorum: R.Quorum, approvals: list) -> list[list]:
+    """Assign approvals to the role requirements, one person per slot (bipartite matching), so a
+    person holding two roles is counted where they are needed. Returns, per requirement, the
+    approvals that fill it."""
+    slots = [(i, req) for i, req in enumerate(quorum.roles) for _ in range(req.count)]
+
+    def fits(decision, req) -> bool:
+        return req.role in (decision.other_team_roles if req.other_team else decision.team_roles)
+
+    owner: dict[int, int] = {}  # slot -> approval
+
+    def assign(a: int, seen: set[int]) -> bool:
+        for s, (_, req) in enumerate(slots):
+            if s in seen or not fits(approvals[a], req):
+                continue
+            seen.add(s)
+            if s not in owner or assign(owner[s], seen):
+                owner[s] = a
+                return True
+        return False
+
+    for a in range(len(approvals)):
+        assign(a, set())
+    filled: list[list] = [[] for _ in quorum.roles]
+    for s, a in owner.items():
+        filled[slots[s][0]].append(approvals[a])
+    return filled
+
+
+def _names(decisions: list) -> str:
+    return ", ".join(d.decided_by.get_username() for d in decisions)
+
+
+def _quorum_lines(inputs: Inputs) -> list[Line]:
+    env, request, version = inputs.environment, inputs.request, inputs.version
+    link = request.get_absolute_url() if request is not None else ""
+    quorum = inputs.rules.environments.get(env)
+    if quorum is None:
+        covered = ", ".join(inputs.rules.environments) or "no environment"
+        return [
+            Line("policy", f"Policy covers {env}", FAILED,
+                 f"The policy '{inputs.policy.name}' approves versions for {covered}, not for {env}.")
+        ]  # fmt: skip
+    if request is None or request.status == RequestStatus.WITHDRAWN:
+        return [Line("request", f"Review requested for {env}", MISSING, f"No review has been requested for {env}.")]
+    if request.status == RequestStatus.REJECTED:
+        return [Line("request", f"Review #{request.pk}", FAILED, "The review rejected this version.", link)]
+    if request.status == RequestStatus.CHANGES_REQUESTED:
+        return [Line("request", f"Review #{request.pk}", FAILED, "The reviewers asked for changes.", link)]
+    lines = []
+    if request.artifact_sha256 != version.artifact_sha256 or request.evidence_digest != inputs.evidence_digest:
+        lines.append(
+            Line("request", f"Evidence frozen by review #{request.pk}", MISSING,
+                 "The artifact or the evidence changed after the review was frozen; "
+                 "approvals given before no longer count.", link)
+        )  # fmt: skip
+    else:
+        lines.append(
+            Line("request", f"Evidence frozen by review #{request.pk}", PASSED,
+                 f"Artifact sha256 {request.artifact_sha256[:12]}… and evidence {request.evidence_digest[:12]}… "
+                 "are unchanged since the freeze.", link)
+        )  # fmt: skip
+    approvals = counting_approvals(
+        request, inputs.decisions, version=version, evidence_digest=inputs.evidence_digest, now=inputs.now
+    )
+    expired = [
+        d for d in inputs.decisions
+        if d.decision == DecisionKind.APPROVE and d.freeze == request.freeze and d.expires_at is not None
+        and d.expires_at <= inputs.now
+    ]  # fmt: skip
+    n = len(approvals)
+    detail = f"{n} of {quorum.min_approvals} approval(s)" + (f": {_names(approvals)}" if approvals else "")
+    if expired:
+        detail += f"; {len(expired)} expired ({_names(expired)})"
+    lines.append(
+        Line("quorum", f"At least {quorum.min_approvals} approval(s)", PASSED if n >= quorum.min_approvals else MISSING,
+             detail + ".", link)
+    )  # fmt: skip
+    for req, got in zip(quorum.roles, match_roles(quorum, approvals), strict=True):
+        who = f"{req.role}{'s' if req.count > 1 else ''}" + (" from another team" if req.other_team else "")
+        label = f"{req.count} {who}"
+        status = PASSED if len(got) >= req.count else MISSING
+        lines.append(
+            Line("quorum", label, status, f"{len(got)} of {req.count}" + (f": {_names(got)}." if got else "."), link)
+        )
+    expiring = [d.expires_at for d in approvals if d.expires_at is not None]
+    if quorum.expiry_days and expiring:
+        soonest = min(expiring)
+        lines.append(
+            Line("quorum", f"Approvals younger than {quorum.expiry_days} days", PASSED,
+                 f"The oldest counting approval expires on {soonest:%Y-%m-%d}.", link)
+        )  # fmt: skip
+    return lines

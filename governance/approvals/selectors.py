@@ -1,0 +1,174 @@
+"""Approvals reads. Every selector takes the user and returns only what that user may see.
+
+Besides the owning team's members, people holding a decision role in another team see the
+requests whose policy asks for an independent reviewer or approver from outside that team.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from governance.accounts.permissions import roles_by_team, roles_in, team_ids_visible_to, token_team
+from governance.approvals import evidence, gates
+from governance.approvals import rules as R
+from governance.approvals.models import (
+    ApprovalRequest,
+    ChecklistTick,
+    Decision,
+    ModelPolicy,
+    Policy,
+    PolicyRevision,
+    RequestStatus,
+)
+from governance.core.errors import Conflict
+from governance.registry.models import ModelVersion, RegisteredModel, Stage
+
+# --- who may decide ---------------------------------------------------------------------------
+
+
+def decision_roles(user, team_id: int) -> tuple[frozenset[str], frozenset[str]]:
+    """(decision roles in the owning team, decision roles usable as an outsider to it).
+
+    Outsider roles count only for people with no membership at all in the owning team, and
+    never through a token restricted to another team.
+    """
+    inside = roles_in(user, team_id) & frozenset(R.DECISION_ROLES)
+    if not user.is_authenticated or token_team(user) is not None:
+        return inside, frozenset()
+    by_team = roles_by_team(user)
+    if team_id in by_team:
+        return inside, frozenset()
+    outside = frozenset().union(*by_team.values()) & frozenset(R.DECISION_ROLES) if by_team else frozenset()
+    return inside, outside
+
+
+def _held_anywhere(user) -> frozenset[str]:
+    restricted = token_team(user)
+    held = set()
+    for team_id, roles in roles_by_team(user).items():
+        if restricted is None or team_id == restricted:
+            held |= roles
+    return frozenset(held) & frozenset(R.DECISION_ROLES)
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+def policy_list(*, user) -> QuerySet[Policy]:
+    """Site-wide policies are readable by everyone signed in; team policies by the team."""
+    ids = team_ids_visible_to(user)
+    qs = Policy.objects.all() if ids is None else Policy.objects.filter(Q(team__isnull=True) | Q(team_id__in=ids))
+    return qs.select_related("team").order_by("team__name", "risk_tier", "name")
+
+
+def policy_revision_current(policy: Policy) -> PolicyRevision:
+    return policy.revisions.get(number=policy.revision)
+
+
+def policy_for_model(model: RegisteredModel) -> Policy:
+    """The model's own policy when one is assigned, otherwise the default of its risk tier."""
+    override = ModelPolicy.objects.select_related("policy").filter(model=model).first()
+    if override is not None:
+        return override.policy
+    policy = Policy.objects.filter(team__isnull=True, risk_tier=model.risk_tier).first()
+    if policy is None:
+        raise Conflict(
+            f"No policy governs {model.get_risk_tier_display().lower()}-risk models: an administrator must create one.",
+            code="no_policy",
+        )
+    return policy
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def request_list(*, user) -> QuerySet[ApprovalRequest]:
+    ids = team_ids_visible_to(user)
+    visible = Q()
+    if ids is not None:
+        visible = Q(version__model__team_id__in=ids)
+        held = _held_anywhere(user)
+        if "reviewer" in held:
+            visible |= Q(wants_other_team_reviewer=True)
+        if "approver" in held:
+            visible |= Q(wants_other_team_approver=True)
+    return ApprovalRequest.objects.filter(visible).select_related(
+        "version", "version__model", "version__model__team", "requested_by", "policy_revision__policy"
+    )
+
+
+def request_awaiting(*, user) -> QuerySet[ApprovalRequest]:
+    """Open requests this person may decide and has not decided on their current freeze."""
+    if not user.is_authenticated:
+        return ApprovalRequest.objects.none()
+    open_ = request_list(user=user).filter(status=RequestStatus.OPEN)
+    if not (user.is_superuser and token_team(user) is None):
+        by_team = {t: r for t, r in roles_by_team(user).items() if token_team(user) in (None, t)}
+        deciding_teams = [t for t, roles in by_team.items() if roles & frozenset(R.DECISION_ROLES)]
+        eligible = Q(version__model__team_id__in=deciding_teams)
+        if token_team(user) is None:
+            held = _held_anywhere(user)
+            outsider = ~Q(version__model__team_id__in=list(by_team))
+            if "reviewer" in held:
+                eligible |= outsider & Q(wants_other_team_reviewer=True)
+            if "approver" in held:
+                eligible |= outsider & Q(wants_other_team_approver=True)
+        open_ = open_.filter(eligible)
+    decided = Decision.objects.filter(request=OuterRef("pk"), decided_by=user, freeze=OuterRef("freeze"))
+    return open_.exclude(version__created_by=user).exclude(requested_by=user).exclude(Exists(decided))
+
+
+def request_for(*, version: ModelVersion, environment: str) -> ApprovalRequest | None:
+    """The newest request of the version that asked for this environment."""
+    for request in version.approval_requests.select_related("policy_revision__policy", "requested_by").order_by("-id"):
+        if environment in request.environments:
+            return request
+    return None
+
+
+def decision_list(*, request: ApprovalRequest) -> list[Decision]:
+    return list(request.decisions.select_related("decided_by").order_by("id"))
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+def gate_inputs(*, version: ModelVersion, environment: str, now=None) -> gates.Inputs:
+    request = request_for(version=version, environment=environment)
+    if request is not None:
+        revision = request.policy_revision
+        policy = revision.policy
+    else:
+        policy = policy_for_model(version.model)
+        revision = policy_revision_current(policy)
+    ticks = {t.item: t for t in ChecklistTick.objects.filter(version=version).select_related("ticked_by")}
+    _, digest = evidence.current(version)
+    served = ModelVersion.objects.filter(
+        model_id=version.model_id, stage__in=[Stage.DEPLOYED, Stage.DEPRECATED], number__lt=version.number
+    ).order_by("-number")
+    approved = {
+        r.version_id
+        for r in ApprovalRequest.objects.filter(version__in=served, status=RequestStatus.APPROVED)
+        if environment in r.environments
+    }
+    return gates.Inputs(
+        version=version,
+        environment=environment,
+        policy=policy,
+        revision=revision,
+        rules=R.parse(revision.rules),
+        request=request,
+        decisions=decision_list(request=request) if request is not None else [],
+        ticks=ticks,
+        card_exists=version.cards.exists(),
+        evidence_digest=digest,
+        rollback_candidates=[v for v in served if v.pk in approved],
+        now=now or timezone.now(),
+        urls={"card": version.get_absolute_url() + "#card", "checklist": version.get_absolute_url() + "#gate"},
+    )
+
+
+def gate_check(*, version: ModelVersion, environment: str, now=None) -> gates.Verdict:
+    """pass / fail / pending for serving ``version`` in ``environment``, with one line per gate and quorum rule."""
+    return gates.evaluate(gate_inputs(version=version, environment=environment, now=now))

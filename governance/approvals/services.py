@@ -1,0 +1,549 @@
+"""Approvals writes: policies, review requests, decisions, checklist ticks, stale evidence.
+
+Every write locks what two people could change at once, records its audit event in the same
+transaction, and sends notifications on commit. A request's row lock serialises decisions on
+it, so concurrent approvals are counted once each and the request closes exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.dispatch import receiver
+from django.utils import timezone
+
+from governance.accounts.models import Membership, Role, Team
+from governance.accounts.permissions import require, require_scope, token_scopes
+from governance.approvals import evidence, selectors
+from governance.approvals import rules as R
+from governance.approvals.models import (
+    ApprovalRequest,
+    ChecklistTick,
+    Decision,
+    DecisionKind,
+    ModelPolicy,
+    Policy,
+    PolicyRevision,
+    RequestStatus,
+)
+from governance.audit import services as audit
+from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted, ValidationFailed
+from governance.notifications import services as notifications
+from governance.registry import services as registry
+from governance.registry.models import EDITABLE_STAGES, ModelVersion, RegisteredModel, RiskTier, Stage
+from governance.registry.signals import evidence_changed
+
+User = get_user_model()
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+def _require_policy_admin(actor, team: Team | None, what: str) -> None:
+    require_scope(actor, "admin")
+    if team is None:
+        if not actor.is_superuser:
+            raise NotPermitted(f"Only site administrators may {what} site-wide policies.")
+    else:
+        require(actor, "team.manage", team_id=team.pk, what=what)
+
+
+@transaction.atomic
+def policy_create(
+    *, actor, name: str, rules: dict, team: Team | None = None, risk_tier: str = "", description: str = "",
+    comment: str = "",
+) -> Policy:  # fmt: skip
+    _require_policy_admin(actor, team, "create")
+    parsed = R.parse(rules)
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("A policy needs a name.", code="invalid", fields={"name": "This field is required."})
+    if risk_tier and team is not None:
+        raise ValidationFailed(
+            "Only site-wide policies are tier defaults; assign a team policy to models instead.", code="invalid_tier"
+        )
+    if risk_tier and risk_tier not in RiskTier.values:
+        raise ValidationFailed(f"'{risk_tier}' is not a risk tier.", code="invalid_risk_tier")
+    try:
+        with transaction.atomic():
+            policy = Policy.objects.create(
+                name=name, description=description, team=team, risk_tier=risk_tier, created_by=actor
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"A policy named '{name}'"
+            + (f" or a default for the {risk_tier} tier" if risk_tier else "")
+            + " already exists there.",
+            code="duplicate_policy",
+        ) from None
+    revision = PolicyRevision.objects.create(
+        policy=policy, number=1, rules=R.dump(parsed), comment=comment, created_by=actor
+    )
+    audit.record(
+        action="policy.create", obj=policy, after={**audit.snapshot(policy), "rules": revision.rules}, actor=actor
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_update(
+    *, actor, policy: Policy, name: str | None = None, description: str | None = None, rules: dict | None = None,
+    comment: str = "",
+) -> Policy:  # fmt: skip
+    """Rename or re-describe a policy, or change its rules as a new revision. Requests already
+    opened keep the revision they were opened under: a policy change never rewrites past decisions."""
+    policy = Policy.objects.select_for_update().filter(pk=policy.pk).first()
+    if policy is None:
+        raise NotFound("This policy no longer exists.")
+    _require_policy_admin(actor, policy.team, "edit")
+    before = audit.snapshot(policy)
+    changed = {}
+    if name is not None and name.strip() != policy.name:
+        if not name.strip():
+            raise ValidationFailed("A policy needs a name.", code="invalid", fields={"name": "This field is required."})
+        changed["name"] = policy.name = name.strip()
+    if description is not None and description != policy.description:
+        changed["description"] = policy.description = description
+    if rules is not None:
+        dumped = R.dump(R.parse(rules))
+        current = selectors.policy_revision_current(policy)
+        if dumped != current.rules:
+            policy.revision += 1
+            PolicyRevision.objects.create(
+                policy=policy, number=policy.revision, rules=dumped, comment=comment, created_by=actor
+            )
+            changed["rules"] = dumped
+    if not changed:
+        return policy
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError:
+        raise Conflict(f"A policy named '{policy.name}' already exists there.", code="duplicate_policy") from None
+    audit.record(
+        action="policy.update", obj=policy, before=before, after=audit.snapshot(policy),
+        changes={"rules": changed.get("rules"), "comment": comment} if "rules" in changed else None, actor=actor,
+    )  # fmt: skip
+    return policy
+
+
+@transaction.atomic
+def policy_assign(*, actor, policy: Policy | None, model: RegisteredModel) -> RegisteredModel:
+    """Give a model its own policy (``None``: back to its risk tier's default)."""
+    require_scope(actor, "admin")
+    require(actor, "team.manage", team_id=model.team_id, what="choose a model's policy")
+    if policy is not None and policy.team_id not in (None, model.team_id):
+        raise ValidationFailed("A team's policy can govern only that team's models.", code="policy_other_team")
+    current = ModelPolicy.objects.select_for_update().filter(model=model).first()
+    before = {"policy": current.policy_id if current else None}
+    if policy is None:
+        if current is not None:
+            current.delete()
+    elif current is None:
+        ModelPolicy.objects.create(model=model, policy=policy, assigned_by=actor)
+    else:
+        current.policy, current.assigned_by = policy, actor
+        current.save()
+    after = {"policy": policy.pk if policy else None}
+    if after != before:
+        audit.record(action="model.policy", obj=model, before=before, after=after, actor=actor)
+    return model
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def _locked_version(version: ModelVersion) -> ModelVersion:
+    locked = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").filter(pk=version.pk).first()
+    if locked is None:
+        raise NotFound("This version no longer exists.")
+    return locked
+
+
+def _check_environments(environments: Iterable[str], rules: R.Rules, policy: Policy) -> list[str]:
+    envs = list(dict.fromkeys(environments or []))
+    if not envs:
+        raise ValidationFailed("Name at least one environment.", code="invalid", fields={"environments": "Required."})
+    unknown = [e for e in envs if e not in R.ENVIRONMENTS]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown environment(s): {', '.join(map(str, unknown))}. Environments are: {', '.join(R.ENVIRONMENTS)}.",
+            code="unknown_environment",
+            fields={"environments": "Unknown environment."},
+        )
+    uncovered = [e for e in envs if e not in rules.environments]
+    if uncovered:
+        covered = ", ".join(rules.environments) or "no environment"
+        raise ValidationFailed(
+            f"The policy '{policy.name}' approves versions for {covered}; it cannot approve for {', '.join(uncovered)}.",
+            code="environment_not_covered",
+        )
+    return envs
+
+
+@transaction.atomic
+def request_review(*, actor, version: ModelVersion, environments: list[str], comment: str = "") -> ApprovalRequest:
+    """Ask for approval of the version for some environments, freezing its artifact and evidence."""
+    require_scope(actor, "transition")
+    version = _locked_version(version)
+    require(actor, "version.create", team_id=version.model.team_id, what="request a review")
+    policy = selectors.policy_for_model(version.model)
+    revision = selectors.policy_revision_current(policy)
+    rules = R.parse(revision.rules)
+    envs = _check_environments(environments, rules, policy)
+    if version.stage not in EDITABLE_STAGES:
+        raise Conflict(
+            f"Version {version.number} is {version.get_stage_display().lower()}; a review can be requested for a "
+            "draft or a version whose reviewers asked for changes.",
+            code="transition_not_allowed",
+        )
+    document, digest = evidence.current(version)
+    wanted = frozenset().union(*(q.wants_other_team for q in rules.environments.values() if q))
+    request = ApprovalRequest.objects.create(
+        version=version, policy_revision=revision, environments=envs, comment=comment,
+        artifact_sha256=version.artifact_sha256, evidence_digest=digest, evidence=document, frozen_at=timezone.now(),
+        wants_other_team_reviewer="reviewer" in wanted, wants_other_team_approver="approver" in wanted,
+        requested_by=actor,
+    )  # fmt: skip
+    request.version = version
+    registry.version_transition_by_review(
+        actor=actor, version=version, to=Stage.IN_REVIEW, reason=f"Review #{request.pk} requested"
+    )
+    audit.record(action="review.request", obj=request, after=audit.snapshot(request), actor=actor)
+    _notify_reviewers(request, event="review.requested", title=f"Review requested: {version}", actor=actor)
+    return request
+
+
+def _locked_request(request: ApprovalRequest) -> ApprovalRequest:
+    locked = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("version", "version__model", "policy_revision__policy", "requested_by")
+        .filter(pk=request.pk)
+        .first()
+    )
+    if locked is None:
+        raise NotFound("This review request no longer exists.")
+    return locked
+
+
+def _require_open(request: ApprovalRequest) -> None:
+    if not request.is_open:
+        raise Conflict(
+            f"Review #{request.pk} is {request.get_status_display().lower()}; its decisions are final.",
+            code="request_closed",
+        )
+
+
+def request_decide(*, actor, request: ApprovalRequest, decision: str, comment: str = "") -> Decision:
+    """A reviewer's final decision. Approvals count toward the quorum; once it is reached and every
+    gate passes the version is approved. A rejection or a request for changes closes the review.
+
+    A refused decision is evidence too: it is recorded (outside the rolled-back transaction) as
+    ``review.decide.refused`` with the reason.
+    """
+    try:
+        return _decide(actor=actor, request=request, decision=decision, comment=comment)
+    except DomainError as exc:
+        with transaction.atomic():
+            audit.record(
+                action="review.decide.refused", object_type="approvals.approvalrequest", object_id=str(request.pk),
+                team_id=request.version.model.team_id, actor=actor if actor.is_authenticated else None,
+                changes={"decision": str(decision)[:40], "code": exc.code, "detail": exc.detail},
+            )  # fmt: skip
+        raise
+
+
+@transaction.atomic
+def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> Decision:
+    if decision not in DecisionKind.values:
+        raise ValidationFailed(
+            f"'{decision}' is not a decision. Choose one of: {', '.join(DecisionKind.values)}.", code="invalid_decision"
+        )
+    if token_scopes(actor) is not None:
+        raise NotPermitted(
+            "Review decisions are made by people in the browser or with a session, never with an API token.",
+            code="decision_requires_person",
+        )
+    comment = (comment or "").strip()
+    if decision != DecisionKind.APPROVE and not comment:
+        raise ValidationFailed(
+            "Say why: a comment is required to reject or to request changes.",
+            code="comment_required",
+            fields={"comment": "Required for this decision."},
+        )
+    request = _locked_request(request)
+    version = request.version
+    if actor.pk in (version.created_by_id, request.requested_by_id):
+        raise NotPermitted(
+            "Separation of duties: the version's author and the person who requested the review cannot decide on it.",
+            code="separation_of_duties",
+        )
+    rules = R.parse(request.policy_revision.rules)
+    inside, outside = selectors.decision_roles(actor, version.model.team_id)
+    wanted_outside = frozenset().union(*(q.wants_other_team for q in rules.environments.values()))
+    outside &= wanted_outside
+    if not inside and not outside:
+        raise NotPermitted(
+            "You need the reviewer or approver role in the owning team"
+            + (" (or in another team, as this policy asks for an independent review)" if wanted_outside else "")
+            + " to decide on this review.",
+        )
+    _require_open(request)
+    if request.decisions.filter(decided_by=actor, freeze=request.freeze).exists():
+        raise Conflict("You have already decided on this review; decisions are final.", code="already_decided")
+    now = timezone.now()
+    expiry_days = [q.expiry_days for e, q in rules.environments.items() if e in request.environments and q.expiry_days]
+    made = Decision.objects.create(
+        request=request, decided_by=actor, decision=decision, comment=comment, team_roles=sorted(inside),
+        other_team_roles=sorted(outside), artifact_sha256=request.artifact_sha256,
+        evidence_digest=request.evidence_digest, freeze=request.freeze, decided_at=now,
+        expires_at=now + dt.timedelta(days=min(expiry_days)) if expiry_days else None,
+    )  # fmt: skip
+    audit.record(action="review.decide", obj=made, after=audit.snapshot(made), actor=actor)
+    if decision == DecisionKind.APPROVE:
+        _settle(request, actor=actor)
+    else:
+        status = RequestStatus.REJECTED if decision == DecisionKind.REJECT else RequestStatus.CHANGES_REQUESTED
+        stage = Stage.REJECTED if decision == DecisionKind.REJECT else Stage.CHANGES_REQUESTED
+        _close(request, status=status, actor=actor)
+        registry.version_transition_by_review(
+            actor=actor, version=_locked_version(version), to=stage, reason=f"Review #{request.pk}: {comment}"
+        )
+    _notify_people(
+        request, event="review.decided", actor=actor,
+        title=f"{made.get_decision_display()} by {actor.get_username()}: {version}",
+        body=comment or "Approved.", recipients=_author_and_requester(request),
+        payload={"decision": decision, "by": actor.get_username(), "request_status": request.status},
+    )  # fmt: skip
+    return made
+
+
+def _close(request: ApprovalRequest, *, status: str, actor) -> None:
+    before = {"status": request.status}
+    request.status = status
+    request.closed_at = timezone.now()
+    if status == RequestStatus.APPROVED:
+        request.approved_at = request.closed_at
+    request.save(update_fields=["status", "closed_at", "approved_at", "updated_at"])
+    audit.record(action=f"review.{status}", obj=request, before=before, after={"status": status}, actor=actor)
+
+
+def _settle(request: ApprovalRequest, *, actor) -> None:
+    """Approve the request (and the version) when every environment it asks for passes its gate."""
+    version = _locked_version(request.version)
+    if version.stage != Stage.IN_REVIEW:
+        return
+    verdicts = [selectors.gate_check(version=version, environment=env) for env in request.environments]
+    if all(v.passed for v in verdicts):
+        _close(request, status=RequestStatus.APPROVED, actor=actor)
+        registry.version_transition_by_review(
+            actor=actor, version=version, to=Stage.APPROVED,
+            reason=f"Review #{request.pk}: quorum reached and every gate passed for {', '.join(request.environments)}",
+        )  # fmt: skip
+
+
+@transaction.atomic
+def request_withdraw(*, actor, request: ApprovalRequest, reason: str = "") -> ApprovalRequest:
+    require_scope(actor, "transition")
+    request = _locked_request(request)
+    version = request.version
+    require(actor, "version.create", team_id=version.model.team_id, what="withdraw a review request")
+    _require_open(request)
+    _close(request, status=RequestStatus.WITHDRAWN, actor=actor)
+    registry.version_transition_by_review(
+        actor=actor, version=_locked_version(version), to=Stage.DRAFT,
+        reason=f"Review #{request.pk} withdrawn" + (f": {reason}" if reason else ""),
+    )  # fmt: skip
+    return request
+
+
+@transaction.atomic
+def request_settle(*, actor, request: ApprovalRequest) -> ApprovalRequest:
+    """Look again after something outside the decisions changed (a checklist tick, new evidence)."""
+    request = _locked_request(request)
+    if request.is_open:
+        _settle(request, actor=actor)
+    return request
+
+
+# --- checklist ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def checklist_tick(
+    *, actor, version: ModelVersion, item: str, ticked: bool = True, note: str = ""
+) -> ChecklistTick | None:
+    """Attest (or withdraw the attestation of) one manual checklist item of the version's policy."""
+    require_scope(actor, "write")
+    version = _locked_version(version)
+    team_id = version.model.team_id
+    require(actor, "view", team_id=team_id, roles={Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN},
+            what="tick a checklist item")  # fmt: skip
+    policy = selectors.policy_for_model(version.model)
+    rules = R.parse(selectors.policy_revision_current(policy).rules)
+    items = {g.item: g for g in rules.checklist()}
+    open_request = version.approval_requests.filter(status=RequestStatus.OPEN).first()
+    if open_request is not None:
+        items |= {g.item: g for g in R.parse(open_request.policy_revision.rules).checklist()}
+    if item not in items:
+        raise ValidationFailed(
+            f"'{item}' is not a checklist item of this version's policy. Items: {', '.join(items) or 'none'}.",
+            code="unknown_checklist_item",
+        )
+    current = ChecklistTick.objects.filter(version=version, item=item).first()
+    before = None if current is None else {"item": item, "note": current.note, "ticked_by": current.ticked_by_id}
+    if ticked:
+        tick = current or ChecklistTick(version=version, item=item)
+        tick.note, tick.ticked_by = (note or "").strip()[:500], actor
+        tick.save()
+        after = {"item": item, "note": tick.note, "ticked_by": actor.pk}
+    else:
+        if current is None:
+            return None
+        current.delete()
+        tick, after = None, None
+    audit.record(
+        action="checklist.tick" if ticked else "checklist.untick", obj=version, before=before, after=after, actor=actor
+    )
+    if open_request is not None and ticked:
+        _settle(_locked_request(open_request), actor=actor)
+    return tick
+
+
+# --- stale evidence ---------------------------------------------------------------------------------
+
+
+@receiver(evidence_changed, dispatch_uid="approvals.refreeze")
+def _on_evidence_changed(sender, *, version: ModelVersion, actor=None, reason: str = "", **kwargs) -> None:
+    request_refreeze(version=version, reason=reason, actor=actor)
+
+
+def request_refreeze(*, version: ModelVersion, reason: str, actor=None) -> ApprovalRequest | None:
+    """New evidence after the freeze: the open (or approved) request is frozen again on the new
+    digests, the approvals given so far stop counting, an approved version goes back to review,
+    and everyone who decided or may decide is told. Runs inside the sender's transaction."""
+    request = (
+        version.approval_requests.select_for_update(of=("self",))
+        .filter(status__in=[RequestStatus.OPEN, RequestStatus.APPROVED])
+        .order_by("-id")
+        .first()
+    )
+    if request is None or version.stage not in (Stage.IN_REVIEW, Stage.APPROVED):
+        return None
+    document, digest = evidence.current(version)
+    if digest == request.evidence_digest and version.artifact_sha256 == request.artifact_sha256:
+        return None
+    what = evidence.changes(request.evidence, document) or ["the evidence"]
+    before = {"status": request.status, "freeze": request.freeze, "evidence_digest": request.evidence_digest}
+    request.status = RequestStatus.OPEN
+    request.closed_at = request.approved_at = None
+    request.artifact_sha256, request.evidence_digest, request.evidence = version.artifact_sha256, digest, document
+    request.freeze += 1
+    request.frozen_at = timezone.now()
+    request.stale_reason = f"{reason} Changed: {', '.join(what)}."[:300]
+    request.save()
+    audit.record(
+        action="review.stale", obj=request, before=before,
+        after={"status": request.status, "freeze": request.freeze, "evidence_digest": digest},
+        changes={"reason": request.stale_reason}, actor=actor,
+    )  # fmt: skip
+    if version.stage == Stage.APPROVED:
+        registry.version_transition_by_review(
+            actor=actor, version=version, to=Stage.IN_REVIEW, reason=f"Review #{request.pk} went stale: {reason}"
+        )
+    deciders = User.objects.filter(pk__in=request.decisions.values("decided_by")).distinct()
+    _notify_reviewers(
+        request, event="review.stale", actor=actor, title=f"Review went stale: {version}",
+        body=f"{request.stale_reason} Approvals given before no longer count; please review again.",
+        extra=deciders,
+    )  # fmt: skip
+    return request
+
+
+# --- expiry reminders -------------------------------------------------------------------------------
+
+
+def approvals_expiring_notify(*, within_days: int = 14, now=None) -> int:
+    """Tell the author, the requester and the approver once about approvals expiring soon (beat task)."""
+    now = now or timezone.now()
+    soon = (
+        Decision.objects.filter(
+            decision=DecisionKind.APPROVE,
+            expiry_notified_at__isnull=True,
+            expires_at__gt=now,
+            expires_at__lte=now + dt.timedelta(days=within_days),
+            request__status=RequestStatus.APPROVED,
+        )  # fmt: skip
+        .select_related("request__version__model", "decided_by")
+        .order_by("id")
+    )
+    sent = 0
+    for decision in soon[:500]:
+        with transaction.atomic():
+            locked = Decision.objects.select_for_update().filter(pk=decision.pk, expiry_notified_at__isnull=True)
+            if not locked.update(expiry_notified_at=now):
+                continue
+            request = decision.request
+            _notify_people(
+                request, event="approval.expiring", actor=None,
+                title=f"Approval expiring on {decision.expires_at:%Y-%m-%d}: {request.version}",
+                body=f"{decision.decided_by.get_username()}'s approval stops counting on {decision.expires_at:%Y-%m-%d}.",
+                recipients=[*_author_and_requester(request), decision.decided_by],
+                payload={"expires_at": decision.expires_at.isoformat(), "approver": decision.decided_by.get_username()},
+            )  # fmt: skip
+            sent += 1
+    return sent
+
+
+# --- notifications ----------------------------------------------------------------------------------
+
+
+def _author_and_requester(request: ApprovalRequest) -> list:
+    ids = {request.version.created_by_id, request.requested_by_id} - {None}
+    return list(User.objects.filter(pk__in=ids, is_active=True))
+
+
+def eligible_reviewers(request: ApprovalRequest) -> list:
+    """People who may decide on the request (not the author or the requester)."""
+    team_id = request.version.model.team_id
+    wanted = {r for r, on in (("reviewer", request.wants_other_team_reviewer),
+                              ("approver", request.wants_other_team_approver)) if on}  # fmt: skip
+    inside = Membership.objects.filter(team_id=team_id, role__in=R.DECISION_ROLES).values("user")
+    members = Membership.objects.filter(team_id=team_id).values("user")
+    outside = Membership.objects.filter(role__in=wanted).exclude(user__in=members).values("user")
+    barred = {request.version.created_by_id, request.requested_by_id}
+    return list(
+        User.objects.filter(is_active=True).filter(pk__in=inside.union(outside)).exclude(pk__in=barred - {None})
+    )
+
+
+def _payload(request: ApprovalRequest) -> dict:
+    version = request.version
+    return {
+        "request": {"id": request.pk, "status": request.status, "environments": request.environments,
+                    "freeze": request.freeze, "artifact_sha256": request.artifact_sha256,
+                    "evidence_digest": request.evidence_digest},
+        "version": {"id": version.pk, "number": version.number, "stage": version.stage},
+        "model": {"id": version.model_id, "name": version.model.name},
+    }  # fmt: skip
+
+
+def _notify_reviewers(request, *, event: str, title: str, actor, body: str = "", extra=()) -> None:
+    recipients = {u.pk: u for u in [*eligible_reviewers(request), *extra]}
+    if actor is not None:
+        recipients.pop(actor.pk, None)
+    _notify_people(
+        request, event=event, actor=actor, title=title, recipients=recipients.values(),
+        body=body or (request.comment or f"{request.version} awaits your review for {', '.join(request.environments)}."),
+    )  # fmt: skip
+
+
+def _notify_people(request, *, event: str, title: str, body: str, recipients, actor, payload: dict | None = None):
+    notifications.notify(
+        event=event, team_id=request.version.model.team_id, title=title, body=body,
+        url=request.get_absolute_url(), recipients=[u for u in recipients if actor is None or u.pk != actor.pk],
+        payload={**_payload(request), **(payload or {})},
+    )  # fmt: skip
