@@ -15,6 +15,7 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     # a signed, exported copy of the chain head: a removed or rewritten tail no longer verifies
     "audit-checkpoint": {"task": "workers.audit.checkpoint_chain", "schedule": 3600.0},
+    "approvals-expiring": {"task": "workers.approvals.announce_expiring_approvals", "schedule": 86400.0},
 }
 
 AUDIT_KWARG = "_audit"

@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "governance.core.context_processors.charter",
                 "governance.notifications.context_processors.notifications",
+                "governance.approvals.context_processors.reviews",
             ],
         },
     },
@@ -216,6 +217,15 @@ AUDIT_CHECKPOINT_KEY = os.environ.get("AUDIT_CHECKPOINT_KEY", "")
 AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "charter@localhost")
+SITE_URL = os.environ.get("SITE_URL", "")  # makes the links in notification emails absolute
+
+# Outgoing webhooks: one attempt's timeout, and retries with exponential backoff (base * 2**(n-1))
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "6"))
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "30"))
+# Approvals expiring within this many days are announced once (daily beat task)
+APPROVAL_EXPIRY_NOTICE_DAYS = int(os.environ.get("APPROVAL_EXPIRY_NOTICE_DAYS", "14"))
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", False)

@@ -564,3 +564,67 @@ def test_the_same_person_deciding_twice_at_once_is_counted_once(users, model, ve
         t.join()
     assert sorted(codes) == ["already_decided", "ok"], codes
     assert Decision.objects.filter(request=req).count() == 1
+
+
+# --- notifications --------------------------------------------------------------------------------------
+
+
+def test_reviewers_are_told_about_requests_decisions_and_stale_evidence(users, model, version, use_policy,
+                                                                         mailoutbox, django_capture_on_commit_callbacks):  # fmt: skip
+    from governance.notifications import services as notifications
+    from governance.notifications.models import Notification, WebhookDelivery
+
+    use_policy(model, APPROVER_AND_REVIEWER)
+    with audit_context(source="cli", actor=users.admin):
+        hook, _ = notifications.webhook_create(actor=users.admin, team=model.team, url="http://127.0.0.1:9/hook")
+    with django_capture_on_commit_callbacks(execute=False):
+        req = request(version, users.author)
+    asked = Notification.objects.filter(event="review.requested")
+    assert {n.recipient.username for n in asked} == {"reviewer", "approver"}  # decision roles, not the author
+    assert all(n.url == req.get_absolute_url() for n in asked)
+    delivery = WebhookDelivery.objects.get(webhook=hook, event="review.requested")
+    assert delivery.payload["data"]["request"]["id"] == req.pk
+    assert delivery.payload["data"]["request"]["evidence_digest"] == req.evidence_digest
+
+    with django_capture_on_commit_callbacks(execute=True):
+        decide(req, users.reviewer)
+    told = Notification.objects.filter(event="review.decided")
+    assert [n.recipient.username for n in told] == ["author"]
+    assert any("[Charter]" in m.subject and "author@example.com" in m.to for m in mailoutbox)
+
+    with audit_context(source="task"):
+        registry.version_record_inspection(version_id=version.pk, metadata={"sha256": version.artifact_sha256})
+    stale = Notification.objects.filter(event="review.stale")
+    assert {n.recipient.username for n in stale} == {"reviewer", "approver"}
+    assert "no longer count" in stale.first().body
+
+
+def test_approvals_about_to_expire_are_announced_once(users, model, version, use_policy):
+    from governance.notifications.models import Notification
+
+    use_policy(model, {"environments": {"production": {"min_approvals": 1, "expiry_days": 10}}, "gates": []})
+    decide(request(version, users.author), users.approver)
+    with audit_context(source="task"):
+        assert services.approvals_expiring_notify(within_days=14) == 1
+        assert services.approvals_expiring_notify(within_days=14) == 0
+    told = Notification.objects.filter(event="approval.expiring")
+    assert {n.recipient.username for n in told} == {"author", "approver"}
+
+
+def test_policy_reads_revisions_and_assignment_by_role(api, users, team, model, use_policy):
+    policy = use_policy(model, NO_GATES_ONE_APPROVER)
+    listed = api.as_user(users.viewer).get("/api/v1/policies/").json()["results"]
+    assert {p["risk_tier"] for p in listed if p["team"] is None} >= {"minimal", "limited", "high", "unacceptable"}
+    revisions = api.as_user(users.viewer).get(f"/api/v1/policies/{policy.pk}/revisions/").json()["results"]
+    assert [r["number"] for r in revisions] == [1]
+    url = "/api/v1/policies/assign/"
+    back_to_default = {"model": model.pk, "policy": None}
+    for role in ("author", "approver"):
+        assert_error(api.as_user(getattr(users, role)).post(url, back_to_default, format="json"), 403)
+    assert_error(api.as_user(users.outsider).post(url, back_to_default, format="json"), 404, "model_not_found")
+    r = api.as_user(users.admin).post(url, back_to_default, format="json")
+    assert r.status_code == 200
+    default = Policy.objects.get(team__isnull=True, risk_tier=model.risk_tier)
+    assert r.json() == {"model": model.pk, "policy": default.pk}
+    assert_error(api.as_user(users.admin).post(url, {"model": model.pk, "policy": 10**6}, format="json"), 404)
+    assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 2
