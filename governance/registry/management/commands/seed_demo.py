@@ -22,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.test.utils import override_settings
 from sklearn.datasets import load_iris, make_classification
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -33,6 +34,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from governance.accounts.models import Team
 from governance.accounts.services import membership_add, team_create
+from governance.approvals import services as approvals
+from governance.approvals.rules import DEFAULT_CHECKLIST
 from governance.audit.context import audit_context
 from governance.core.errors import DomainError
 from governance.registry.services import card_save, model_create, version_create, version_transition
@@ -315,7 +318,8 @@ class Command(BaseCommand):
         trained = train_all(var_dir)
         try:
             # All or nothing: a half-seeded database would pass the "already present" check next time.
-            with transaction.atomic():
+            # The demo's review notifications stay in the app: no mail goes to the demo users.
+            with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"), transaction.atomic():
                 users = self._users(password)
                 with audit_context(source="cli", actor=users["admin"]):
                     versions = self._seed(users, trained)
@@ -358,8 +362,27 @@ class Command(BaseCommand):
             user.__dict__.pop("_charter_roles", None)
 
         def walk(version, *steps):
+            """Take each step the way people do: review steps through approval requests and decisions."""
             for actor, stage, reason in steps:
-                version = version_transition(actor=actor, version=version, to=stage, reason=reason)
+                if stage == "in_review":
+                    approvals.request_review(
+                        actor=actor, version=version, environments=["staging", "production"], comment=reason
+                    )
+                elif stage == "approved":
+                    for key, _text in DEFAULT_CHECKLIST:
+                        approvals.checklist_tick(
+                            actor=reviewer, version=version, item=key, note="Checked for the demo."
+                        )
+                    open_request = version.approval_requests.get(status="open")
+                    for person in (reviewer, approver):
+                        approvals.request_decide(actor=person, request=open_request, decision="approve", comment=reason)
+                elif stage in ("changes_requested", "rejected"):
+                    decision = "request_changes" if stage == "changes_requested" else "reject"
+                    open_request = version.approval_requests.get(status="open")
+                    approvals.request_decide(actor=actor, request=open_request, decision=decision, comment=reason)
+                else:
+                    version = version_transition(actor=actor, version=version, to=stage, reason=reason)
+                version.refresh_from_db()
             return version
 
         def register(model, number, item: Trained, **fields):
