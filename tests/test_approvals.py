@@ -628,3 +628,46 @@ def test_policy_reads_revisions_and_assignment_by_role(api, users, team, model, 
     assert r.json() == {"model": model.pk, "policy": default.pk}
     assert_error(api.as_user(users.admin).post(url, {"model": model.pk, "policy": 10**6}, format="json"), 404)
     assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 2
+
+
+def test_review_and_policy_lists_run_a_fixed_number_of_queries(api, users, model, make_version, use_policy):
+    from django.test.utils import CaptureQueriesContext
+
+    use_policy(model, APPROVER_AND_REVIEWER)
+
+    def add(n):
+        for _ in range(n):
+            req = request(make_version(model), users.author)
+            decide(req, users.reviewer)
+
+    def count(client, url):
+        client.get(url)
+        with CaptureQueriesContext(connection) as captured:
+            r = client.get(url)
+        assert r.status_code == 200, r.content[:300]
+        return len(captured), len(r.json()["results"])
+
+    client = api.as_user(users.approver)
+    add(2)
+    small = count(client, "/api/v1/approval-requests/"), count(client, "/api/v1/policies/")
+    add(4)
+    large = count(client, "/api/v1/approval-requests/"), count(client, "/api/v1/policies/")
+    assert (small[0][1], large[0][1]) == (2, 6)
+    assert small[0][0] == large[0][0] and small[1][0] == large[1][0], (small, large)
+    awaiting = count(client, "/api/v1/approval-requests/?awaiting_me=true")
+    assert awaiting[1] == 6
+
+
+def test_evidence_that_lands_before_any_decision_joins_the_freeze_quietly(users, model, version, use_policy):
+    from governance.notifications.models import Notification
+
+    use_policy(model, NO_GATES_ONE_APPROVER)
+    req = request(version, users.author)
+    with audit_context(source="task"):  # the artifact inspection finishing just after the request
+        registry.version_record_inspection(version_id=version.pk, metadata={"sha256": version.artifact_sha256})
+    req.refresh_from_db()
+    assert req.freeze == 2 and req.evidence["artifact"]["inspection"] == {"sha256": version.artifact_sha256}
+    assert not Notification.objects.filter(event="review.stale").exists()
+    assert AuditEvent.objects.filter(action="review.stale", object_id=str(req.pk)).count() == 1
+    decide(req, users.approver)
+    assert gate(version).passed

@@ -35,7 +35,8 @@ class PolicyOut(serializers.ModelSerializer):
         ]  # fmt: skip
 
     def get_rules(self, obj) -> dict:
-        return selectors.policy_revision_current(obj).rules
+        rules = getattr(obj, "current_rules", None)  # annotated by selectors.policy_list
+        return rules if rules is not None else selectors.policy_revision_current(obj).rules
 
 
 class PolicyIn(serializers.Serializer):
@@ -170,7 +171,7 @@ class RequestOut(serializers.ModelSerializer):
         return {"id": revision.policy_id, "name": revision.policy.name, "revision": revision.number}
 
     def get_decisions(self, obj) -> list[dict]:
-        decisions = obj.decisions.select_related("decided_by", "request").order_by("id")
+        decisions = sorted(obj.decisions.all(), key=lambda d: d.pk)  # prefetched with the page
         return DecisionOut(decisions, many=True).data
 
 

@@ -6,7 +6,7 @@ requests whose policy asks for an independent reviewer or approver from outside 
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from governance.accounts.permissions import roles_by_team, roles_in, team_ids_visible_to, token_team
@@ -59,7 +59,12 @@ def policy_list(*, user) -> QuerySet[Policy]:
     """Site-wide policies are readable by everyone signed in; team policies by the team."""
     ids = team_ids_visible_to(user)
     qs = Policy.objects.all() if ids is None else Policy.objects.filter(Q(team__isnull=True) | Q(team_id__in=ids))
-    return qs.select_related("team").order_by("team__name", "risk_tier", "name")
+    current = PolicyRevision.objects.filter(policy=OuterRef("pk"), number=OuterRef("revision")).values("rules")[:1]
+    return (
+        qs.select_related("team")
+        .annotate(current_rules=Subquery(current, output_field=JSONField()))
+        .order_by("team__name", "risk_tier", "name")
+    )
 
 
 def policy_revision_current(policy: Policy) -> PolicyRevision:

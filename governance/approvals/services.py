@@ -455,11 +455,14 @@ def request_refreeze(*, version: ModelVersion, reason: str, actor=None) -> Appro
             actor=actor, version=version, to=Stage.IN_REVIEW, reason=f"Review #{request.pk} went stale: {reason}"
         )
     deciders = User.objects.filter(pk__in=request.decisions.values("decided_by")).distinct()
-    _notify_reviewers(
-        request, event="review.stale", actor=actor, title=f"Review went stale: {version}",
-        body=f"{request.stale_reason} Approvals given before no longer count; please review again.",
-        extra=deciders,
-    )  # fmt: skip
+    if before["status"] == RequestStatus.APPROVED or deciders.exists():
+        # only news when something was dismissed: evidence that lands before anyone decided (the
+        # artifact inspection finishing just after the request, say) simply joins the freeze
+        _notify_reviewers(
+            request, event="review.stale", actor=actor, title=f"Review went stale: {version}",
+            body=f"{request.stale_reason} Approvals given before no longer count; please review again.",
+            extra=deciders,
+        )  # fmt: skip
     return request
 
 
@@ -483,8 +486,8 @@ def approvals_expiring_notify(*, within_days: int = 14, now=None) -> int:
     sent = 0
     for decision in soon[:500]:
         with transaction.atomic():
-            locked = Decision.objects.select_for_update().filter(pk=decision.pk, expiry_notified_at__isnull=True)
-            if not locked.update(expiry_notified_at=now):
+            claimed = Decision.objects.filter(pk=decision.pk, expiry_notified_at__isnull=True)
+            if not claimed.update(expiry_notified_at=now):  # another run announced it meanwhile
                 continue
             request = decision.request
             _notify_people(
