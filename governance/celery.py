@@ -8,9 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 
 app = Celery("charter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals")
+app.conf.imports = (
+    "workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals", "workers.evaluations",
+)  # fmt: skip
 app.conf.task_routes = {
-    f"workers.{name}.*": {"queue": "default"} for name in ("artifacts", "audit", "notifications", "approvals")
+    **{f"workers.{name}.*": {"queue": "default"} for name in ("artifacts", "audit", "notifications", "approvals")},
+    # CPU-heavy evidence work has its own queue, so a long SHAP run never delays an inspection or a webhook
+    "workers.evaluations.*": {"queue": "evaluations"},
 }
 app.conf.beat_schedule = {
     # a signed, exported copy of the chain head: a removed or rewritten tail no longer verifies

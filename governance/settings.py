@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "governance.registry",
     "governance.approvals",
     "governance.notifications",
+    "governance.evaluations",
 ]
 
 MIDDLEWARE = [
@@ -142,9 +143,18 @@ _artifact_backend = {
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "artifacts": _artifact_backend,
+    # the worker reads these files: on several hosts, MEDIA_ROOT must be shared storage
+    "evaluation_data": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT / "evaluation-data"},
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", str(512 * 1024 * 1024)))
+# Evaluation data uploaded with a run request; deleted when the run ends unless retained
+EVALUATION_DATA_MAX_BYTES = int(os.environ.get("EVALUATION_DATA_MAX_BYTES", str(200 * 1024 * 1024)))
+EVALUATION_MAX_ROWS = int(os.environ.get("EVALUATION_MAX_ROWS", "2000000"))
+EVALUATION_TIME_LIMIT_SECONDS = int(os.environ.get("EVALUATION_TIME_LIMIT_SECONDS", "3600"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

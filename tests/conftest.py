@@ -32,12 +32,18 @@ def _artifact_storage(tmp_path, settings):
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": tmp_path / "artifacts"},
         },
+        "evaluation_data": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "evaluation-data"},
+        },
     }
     from django.core.files.storage import storages
 
-    storages._storages.pop("artifacts", None)
+    for alias in ("artifacts", "evaluation_data"):
+        storages._storages.pop(alias, None)
     yield
-    storages._storages.pop("artifacts", None)
+    for alias in ("artifacts", "evaluation_data"):
+        storages._storages.pop(alias, None)
 
 
 @pytest.fixture

@@ -155,6 +155,9 @@ def test_the_table_covers_every_routed_endpoint():
         ("policies", "revisions"), ("policies", "assign"),
         ("approval-requests", "list"), ("approval-requests", "retrieve"), ("approval-requests", "create"),
         ("approval-requests", "decide"), ("approval-requests", "withdraw"),
+        # tests/test_evaluations_api.py
+        ("evaluations", "list"), ("evaluations", "retrieve"), ("evaluations", "create"), ("evaluations", "cancel"),
+        ("evaluations", "download"),
         # tests/test_notifications.py and tests/test_webhooks.py
         ("notifications", "list"), ("notifications", "retrieve"), ("notifications", "read"),
         ("notifications", "read_all"),

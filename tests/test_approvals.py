@@ -423,7 +423,7 @@ def test_gates_fail_on_bad_evidence_and_say_why(users, model, make_version, use_
     by_kind = [(line.kind, line.status) for line in verdict.gates]
     assert by_kind == [("metric", "failed"), ("metric", "missing"), ("fairness", "missing"),
                        ("rollback_target", "failed")]  # fmt: skip
-    assert "Recorded accuracy = 0.9" in verdict.gates[0].detail and verdict.verdict == "fail"
+    assert "accuracy = 0.9 (registered metrics)" in verdict.gates[0].detail and verdict.verdict == "fail"
     assert "nothing to roll back to" in verdict.gates[3].detail
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from governance.evaluations.selectors import evidence_runs
 from governance.registry.models import ModelVersion
 
 _METADATA_FIELDS = (
@@ -38,8 +39,15 @@ def manifest(version: ModelVersion) -> dict[str, Any]:
         },
         "metadata": {name: getattr(version, name) for name in _METADATA_FIELDS},
         "card": None if card is None else {"revision": card.revision, "sha256": _sha256(card.sections)},
-        # Evaluation results join here once the evaluations app records them (kind, run id, result digest).
-        "evaluations": [],
+        "evaluations": [
+            {
+                "kind": run.kind,
+                "run": run.pk,
+                "result_digest": run.result_digest,
+                "artifact_sha256": run.artifact_sha256,
+            }
+            for run in evidence_runs(version=version)
+        ],
     }
 
 

@@ -64,6 +64,7 @@ class Inputs:
     card_exists: bool
     evidence_digest: str  # the version's current one
     rollback_candidates: list  # earlier versions of the model approved for and served in the environment
+    runs: list  # the version's successful evaluation runs, newest first
     now: dt.datetime
     urls: dict[str, str] = field(default_factory=dict)
 
@@ -123,16 +124,35 @@ def _metric(gate: R.MetricGate, inputs: Inputs) -> Line:
         text for text in (f">= {gate.min:g}" if gate.min is not None else "", f"<= {gate.max:g}" if gate.max is not None else "") if text
     )  # fmt: skip
     label = f"{gate.metric} {bounds}"
-    metrics = inputs.version.metrics or {}
-    if gate.metric not in metrics:
-        return Line(gate.kind, label, MISSING, f"No '{gate.metric}' metric is recorded for this version.")
-    value = metrics[gate.metric]
+    # Charter's own performance evaluation on the current artifact wins over what was registered
+    run = _newest(inputs, "performance", lambda r: gate.metric in (r.result.get("metrics") or {}))
+    if run is not None:
+        value, source, link = run.result["metrics"][gate.metric], f"performance evaluation #{run.pk}", _url(run)
+    else:
+        metrics = inputs.version.metrics or {}
+        if gate.metric not in metrics:
+            return Line(
+                gate.kind, label, MISSING, f"No '{gate.metric}' metric is recorded or evaluated for this version."
+            )
+        value, source, link = metrics[gate.metric], "registered metrics", ""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return Line(gate.kind, label, FAILED, f"The recorded '{gate.metric}' is not a number: {value!r}.")
+        return Line(gate.kind, label, FAILED, f"The recorded '{gate.metric}' is not a number: {value!r}.", link)
     low_ok = gate.min is None or value >= gate.min
     high_ok = gate.max is None or value <= gate.max
     status = PASSED if low_ok and high_ok else FAILED
-    return Line(gate.kind, label, status, f"Recorded {gate.metric} = {value:g} (registered metrics).")
+    return Line(gate.kind, label, status, f"{gate.metric} = {value:.4g} ({source}).", link)
+
+
+def _url(run) -> str:
+    return run.get_absolute_url()
+
+
+def _newest(inputs: Inputs, kind: str, accept=lambda run: True):
+    """The newest successful run of that kind on the version's current artifact."""
+    for run in inputs.runs:
+        if run.kind == kind and run.artifact_sha256 == inputs.version.artifact_sha256 and accept(run):
+            return run
+    return None
 
 
 def _evaluation(gate: R.EvaluationGate, inputs: Inputs) -> Line:
@@ -151,7 +171,24 @@ def _fairness(gate: R.FairnessGate, inputs: Inputs) -> Line:
     if gate.eo_diff_max is not None:
         parts.append(f"equalized-odds difference <= {gate.eo_diff_max:g}")
     label = f"Fairness over {', '.join(gate.features)}: " + " and ".join(parts or ["reported"])
-    return Line(gate.kind, label, MISSING, f"No fairness evaluation over {', '.join(gate.features)} has run yet.")
+    run = _newest(inputs, "fairness", lambda r: sorted(r.sensitive_features) == sorted(gate.features))
+    if run is None:
+        return Line(gate.kind, label, MISSING, f"No fairness evaluation over {', '.join(gate.features)} has run yet.")
+    overall = run.result.get("overall") or {}
+    ratio, eo = overall.get("demographic_parity_ratio"), overall.get("equalized_odds_difference")
+    problems, found = [], []
+    if gate.dp_ratio_min is not None:
+        found.append(f"demographic-parity ratio {ratio:.3f}" if ratio is not None else "no demographic-parity ratio")
+        if ratio is None or ratio < gate.dp_ratio_min:
+            problems.append("demographic parity")
+    if gate.eo_diff_max is not None:
+        found.append(f"equalized-odds difference {eo:.3f}" if eo is not None else "no equalized-odds difference")
+        if eo is None or eo > gate.eo_diff_max:
+            problems.append("equalized odds")
+    detail = f"Run #{run.pk}: {', '.join(found)}" + (
+        f"; outside the threshold: {', '.join(problems)}." if problems else "."
+    )
+    return Line(gate.kind, label, FAILED if problems else PASSED, detail, _url(run))
 
 
 def _latency(gate: R.LatencyGate, inputs: Inputs) -> Line:

@@ -22,6 +22,8 @@ from governance.approvals.models import (
     RequestStatus,
 )
 from governance.core.errors import Conflict
+from governance.evaluations.models import EvaluationRun
+from governance.evaluations.models import RunStatus as EvaluationStatus
 from governance.registry.models import ModelVersion, RegisteredModel, Stage
 
 # --- who may decide ---------------------------------------------------------------------------
@@ -169,6 +171,11 @@ def gate_inputs(*, version: ModelVersion, environment: str, now=None) -> gates.I
         card_exists=version.cards.exists(),
         evidence_digest=digest,
         rollback_candidates=[v for v in served if v.pk in approved],
+        runs=list(
+            EvaluationRun.objects.filter(version=version, status=EvaluationStatus.SUCCEEDED)
+            .only("id", "kind", "result", "sensitive_features", "artifact_sha256", "finished_at", "version_id")
+            .order_by("-finished_at", "-id")
+        ),
         now=now or timezone.now(),
         urls={"card": version.get_absolute_url() + "#card", "checklist": version.get_absolute_url() + "#gate"},
     )

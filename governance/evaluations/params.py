@@ -1,0 +1,69 @@
+"""The parameters each kind of evaluation takes, validated strictly (pydantic) before a run is queued."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from governance.core.errors import ValidationFailed
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class ExplainabilityParams(_Params):
+    sample_rows: int = Field(default=200, ge=1, le=2000, description="Rows explained one by one (SHAP and LIME).")
+    lime_rows: int = Field(default=5, ge=0, le=50)
+    max_evals: int = Field(default=2000, ge=100, le=50_000, description="Budget of the model-agnostic explainers.")
+    background_size: int = Field(default=50, ge=5, le=500, description="k-means background for Kernel/Permutation.")
+
+
+class FairnessParams(_Params):
+    bootstrap: int = Field(default=200, ge=0, le=2000, description="Resamples for the per-group intervals.")
+    min_group_size: int = Field(default=30, ge=1, le=100_000, description="Smaller groups are flagged.")
+    positive_label: Any = Field(default=1, description="The favourable outcome.")
+
+
+class PerformanceParams(_Params):
+    slice_column: Annotated[str, Field(max_length=128)] | None = None
+
+
+class RobustnessParams(_Params):
+    noise_levels: list[Annotated[float, Field(ge=0, le=10)]] = Field(default=[0.01, 0.05, 0.1], max_length=10)
+    missing_share: float = Field(default=0.1, ge=0, le=1)
+
+
+class DataQualityParams(_Params):
+    pass
+
+
+PARAMS = {
+    "explainability": ExplainabilityParams,
+    "fairness": FairnessParams,
+    "performance": PerformanceParams,
+    "robustness": RobustnessParams,
+    "data_quality": DataQualityParams,
+}
+NEEDS_TARGET = {"fairness", "performance", "robustness"}
+NEEDS_SENSITIVE = {"fairness"}
+
+
+def parse(kind: str, document: Any) -> dict:
+    """The validated parameters with their defaults filled in, as plain JSON."""
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ValidationFailed("The parameters must be a JSON object.", code="invalid_parameters")
+    try:
+        return PARAMS[kind].model_validate(document).model_dump(mode="json")
+    except ValidationError as exc:
+        fields = {".".join(str(p) for p in ("parameters", *e["loc"])): e["msg"] for e in exc.errors(include_url=False)}
+        first = next(iter(fields.items()))
+        raise ValidationFailed(
+            f"Invalid parameters for a {kind.replace('_', ' ')} evaluation: {first[0]}: {first[1]}.",
+            code="invalid_parameters",
+            fields=fields,
+        ) from None

@@ -1,0 +1,29 @@
+"""Evaluation reads, scoped to what the user may see."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from governance.accounts.permissions import team_ids_visible_to
+from governance.evaluations.models import EvaluationRun, RunStatus
+from governance.registry.models import ModelVersion
+
+
+def run_list(*, user) -> QuerySet[EvaluationRun]:
+    ids = team_ids_visible_to(user)
+    qs = EvaluationRun.objects.all() if ids is None else EvaluationRun.objects.filter(version__model__team_id__in=ids)
+    return qs.select_related("version", "version__model", "requested_by")
+
+
+def evidence_runs(*, version: ModelVersion) -> list[EvaluationRun]:
+    """The newest successful run of each kind and parameters on this version (what a review looks at)."""
+    latest: dict[str, EvaluationRun] = {}
+    runs = version.evaluation_runs.filter(status=RunStatus.SUCCEEDED).order_by("-finished_at", "-id")
+    for run in runs.only("id", "kind", "parameters_digest", "result_digest", "artifact_sha256", "finished_at",
+                         "result", "sensitive_features", "parameters", "version_id"):  # fmt: skip
+        latest.setdefault(run.parameters_digest, run)
+    return sorted(latest.values(), key=lambda r: (r.kind, r.pk))
+
+
+def latest_succeeded(*, version: ModelVersion, kind: str) -> EvaluationRun | None:
+    return version.evaluation_runs.filter(status=RunStatus.SUCCEEDED, kind=kind).order_by("-finished_at", "-id").first()

@@ -1,0 +1,226 @@
+"""Evaluation writes: request a run (data validated before queuing), and the worker's steps.
+
+The worker calls ``run_start``, ``run_progress``, ``run_finish`` / ``run_fail``: each is
+idempotent under the run's row lock, so a task delivered twice (``acks_late``) neither runs a
+finished evaluation again nor duplicates its result. A finished run's result joins the version's
+evidence, which re-freezes an open review (``registry.signals.evidence_changed``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from django.core.files.storage import storages
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance.accounts.models import Role
+from governance.accounts.permissions import require, require_scope
+from governance.audit import services as audit
+from governance.celery import enqueue_on_commit
+from governance.core.errors import Conflict, NotFound, ValidationFailed
+from governance.evaluations import datasets, params
+from governance.evaluations.models import ACTIVE, EvaluationKind, EvaluationRun, RunStatus
+from governance.registry.models import ModelVersion
+from governance.registry.signals import evidence_changed
+
+REQUESTERS = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
+
+
+def data_storage():
+    return storages["evaluation_data"]
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class Requested:
+    run: EvaluationRun
+    created: bool  # False: the same evaluation was already queued, running or done
+
+
+def run_request(
+    *, actor, version: ModelVersion, kind: str, data, target_column: str = "", sensitive_features: list | None = None,
+    parameters: dict | None = None, retain_data: bool = False,
+) -> Requested:  # fmt: skip
+    """Validate the data and parameters, store the data, and queue the run (once per identical evaluation)."""
+    require_scope(actor, "write")
+    require(actor, "evaluation.request", team_id=version.model.team_id, roles=REQUESTERS, what="request an evaluation")
+    if kind not in EvaluationKind.values:
+        raise ValidationFailed(
+            f"'{kind}' is not an evaluation kind. Choose one of: {', '.join(EvaluationKind.values)}.",
+            code="invalid_kind",
+        )
+    chosen = params.parse(kind, parameters)
+    sensitive = list(dict.fromkeys(sensitive_features or []))
+    if kind in params.NEEDS_TARGET and not target_column:
+        raise ValidationFailed(
+            "Name the target column.", code="missing_target", fields={"target_column": "Required for this kind."}
+        )
+    if kind in params.NEEDS_SENSITIVE and not 1 <= len(sensitive) <= 2:
+        raise ValidationFailed(
+            "Name one or two sensitive feature columns.", code="invalid_sensitive_features",
+            fields={"sensitive_features": "One or two columns."},
+        )  # fmt: skip
+    stored = datasets.store(data, storage=data_storage())  # outside the transaction: files are not transactional
+    try:
+        summary = datasets.check(
+            stored, storage=data_storage(), target_column=target_column, sensitive_features=sensitive,
+            slice_column=chosen.get("slice_column"),
+        )  # fmt: skip
+        digest = hashlib.sha256(
+            _canonical([kind, chosen, target_column, sensitive, stored.sha256, version.artifact_sha256]).encode()
+        ).hexdigest()
+        with transaction.atomic():
+            existing = _current(version, digest)
+            if existing is not None:
+                data_storage().delete(stored.path)
+                return Requested(existing, False)
+            run = EvaluationRun.objects.create(
+                version=version, kind=kind, parameters=chosen, parameters_digest=digest, data_path=stored.path,
+                data_name=stored.name, data_format=stored.format, data_sha256=stored.sha256, data_rows=summary.rows,
+                data_columns=summary.columns, target_column=target_column, sensitive_features=sensitive,
+                retain_data=retain_data, requested_by=actor,
+            )  # fmt: skip
+            audit.record(action="evaluation.request", obj=run, after=audit.snapshot(run), actor=actor)
+            enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=actor)
+            return Requested(run, True)
+    except IntegrityError:  # the same evaluation requested at the same moment: the other request won
+        data_storage().delete(stored.path)
+        existing = _current(version, digest)
+        if existing is None:
+            raise
+        return Requested(existing, False)
+    except BaseException:
+        data_storage().delete(stored.path)
+        raise
+
+
+def _current(version: ModelVersion, digest: str) -> EvaluationRun | None:
+    return (
+        EvaluationRun.objects.filter(
+            version=version, parameters_digest=digest, status__in=[*ACTIVE, RunStatus.SUCCEEDED]
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def _locked(run_id: int) -> EvaluationRun:
+    run = (
+        EvaluationRun.objects.select_for_update(of=("self",))
+        .select_related("version", "version__model", "version__created_by")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None:
+        raise NotFound("This evaluation run no longer exists.")
+    return run
+
+
+@transaction.atomic
+def run_start(*, run_id: int, host: str) -> EvaluationRun | None:
+    """Mark the run running; ``None`` when there is nothing to do (finished, cancelled, redelivered)."""
+    run = _locked(run_id)
+    if run.status not in ACTIVE:
+        return None
+    run.status = RunStatus.RUNNING
+    run.started_at = timezone.now()
+    run.attempts += 1
+    run.progress, run.progress_message = 0.0, f"Started on {host[:80]}"
+    run.save(update_fields=["status", "started_at", "attempts", "progress", "progress_message"])
+    return run
+
+
+def run_progress(*, run_id: int, percent: float, message: str = "") -> bool:
+    """Record progress (not a governed write: no audit). False once the run was cancelled."""
+    updated = EvaluationRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        progress=max(0.0, min(100.0, float(percent))), progress_message=message[:200]
+    )
+    return bool(updated)
+
+
+def _result_digest(kind: str, result: dict, figures: dict, artifact_sha256: str) -> str:
+    return hashlib.sha256(_canonical([kind, artifact_sha256, result, figures]).encode()).hexdigest()
+
+
+@transaction.atomic
+def run_finish(
+    *, run_id: int, result: dict, figures: dict, environment: dict, artifact_sha256: str
+) -> EvaluationRun | None:
+    """Store the aggregates and figures, delete the data unless retained, and add the result to the
+    version's evidence. A run cancelled meanwhile keeps its state and the result is dropped."""
+    run = _locked(run_id)
+    if run.status != RunStatus.RUNNING:
+        return None
+    run.status = RunStatus.SUCCEEDED
+    run.progress, run.progress_message = 100.0, "Done"
+    run.finished_at = timezone.now()
+    run.result, run.figures, run.environment = result, figures, environment
+    run.artifact_sha256 = artifact_sha256
+    run.result_digest = _result_digest(run.kind, result, figures, artifact_sha256)
+    _drop_data(run)
+    run.save()
+    audit.record(
+        action="evaluation.succeed", obj=run,
+        after={"kind": run.kind, "result_digest": run.result_digest, "artifact_sha256": artifact_sha256,
+               "environment": environment},
+        actor=None,
+    )  # fmt: skip
+    evidence_changed.send(
+        sender=EvaluationRun, version=run.version, actor=None,
+        reason=f"A {run.get_kind_display().lower()} evaluation (run #{run.pk}) finished.",
+    )  # fmt: skip
+    return run
+
+
+@transaction.atomic
+def run_fail(*, run_id: int, code: str, message: str) -> EvaluationRun | None:
+    """End the run with an error a person can act on (never containing data rows)."""
+    run = _locked(run_id)
+    if run.status not in ACTIVE:
+        return None
+    run.status = RunStatus.FAILED
+    run.finished_at = timezone.now()
+    run.error_code, run.error_message = code[:40], message[:500]
+    run.progress_message = "Failed"
+    _drop_data(run)
+    run.save()
+    audit.record(action="evaluation.fail", obj=run, after={"error_code": run.error_code}, actor=None)
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, actor, run: EvaluationRun) -> EvaluationRun:
+    require_scope(actor, "write")
+    run = _locked(run.pk)
+    require(
+        actor, "evaluation.request", team_id=run.version.model.team_id, roles=REQUESTERS, what="cancel an evaluation"
+    )
+    if run.status not in ACTIVE:
+        raise Conflict(f"Run #{run.pk} is {run.get_status_display().lower()}; only queued or running runs can be cancelled.",
+                       code="run_finished")  # fmt: skip
+    before = {"status": run.status}
+    run.status = RunStatus.CANCELLED
+    run.finished_at = timezone.now()
+    run.progress_message = f"Cancelled by {actor.get_username()}"
+    _drop_data(run)
+    run.save()
+    audit.record(action="evaluation.cancel", obj=run, before=before, after={"status": run.status}, actor=actor)
+    return run
+
+
+def _drop_data(run: EvaluationRun) -> None:
+    """Delete the evaluation data once the run ends (seed 000, item 5), unless retention was asked for.
+
+    On commit: a rollback must not leave a run that still needs a file pointing at nothing.
+    """
+    if run.retain_data or not run.data_path or run.data_deleted_at:
+        return
+    path = run.data_path
+    run.data_deleted_at = timezone.now()
+    transaction.on_commit(lambda: data_storage().delete(path))

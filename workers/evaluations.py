@@ -1,0 +1,1 @@
+"""Celery tasks of the evaluations app (queue "evaluations")."""
