@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("governance.registry.urls")),
     path("", include("governance.approvals.urls")),
     path("", include("governance.notifications.urls")),
+    path("", include("governance.evaluations.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"

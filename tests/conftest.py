@@ -254,3 +254,17 @@ def api_world(users, team, other_team, make_model, make_version):
         team_event=AuditEvent.objects.get(action="model.create", object_id=str(model.pk)),
         foreign_event=AuditEvent.objects.get(action="model.create", object_id=str(foreign_model.pk)),
     )
+
+
+@pytest.fixture
+def login():
+    """A browser client signed in as the user (session, as the UI uses)."""
+    from django.test import Client
+
+    def make(user) -> Client:
+        client = Client()
+        with audit_context(source="cli", actor=user):
+            client.force_login(user)
+        return client
+
+    return make

@@ -97,7 +97,9 @@ def check(stored: Stored, *, storage, target_column: str, sensitive_features: li
             f"Column(s) not in the data: {', '.join(missing)}. The data has: {', '.join(columns[:30])}"
             + (" …" if len(columns) > 30 else "") + ".",
             code="missing_column",
-            fields={"target_column" if target_column in missing else "sensitive_features": "Not in the data."},
+            fields={
+                "target_column" if target_column in missing else "sensitive_features": f"Not in the data: {', '.join(missing)}."
+            },
         )  # fmt: skip
     if target_column and frame[target_column].isna().any():
         raise ValidationFailed(
