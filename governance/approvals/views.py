@@ -1,11 +1,410 @@
-"""Browser views of the approvals app (being built: see the approvals UI work)."""
+"""Browser pages of the approvals app: the review queue, the review page, review requests,
+checklist ticks and policies.
 
-from django.http import HttpResponse
+Thin views over the same selectors and services as the API: a request is looked up through
+``selectors.request_list`` (so an independent reviewer from another team reaches the version
+through the request they were asked to review), every write is a service call, and a refusal
+becomes a form error or a message with the service's status code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from governance.accounts.permissions import can, can_anywhere
+from governance.accounts.selectors import team_list
+from governance.approvals import presenters, selectors, services
+from governance.approvals.forms import (
+    QUEUE_TABS,
+    ChecklistTickForm,
+    DecisionForm,
+    PolicyForm,
+    QueueFilterForm,
+    ReviewRequestForm,
+    WithdrawForm,
+    rules_error_on_field,
+)
+from governance.approvals.models import ApprovalRequest, RequestStatus
+from governance.core.errors import DomainError
+from governance.core.ui import show_domain_error
+from governance.registry import selectors as registry_selectors
+from governance.registry.models import CARD_SECTION_MIN_CHARS, CARD_SECTIONS, RiskTier
+
+PAGE_SIZE = 25
+REVISIONS_SHOWN = 50
 
 
-def _pending(request, pk=None):
-    return HttpResponse("This page is being built.", status=501)
+def _page(qs, number):
+    page = Paginator(qs, PAGE_SIZE).get_page(number)
+    page.object_list = list(page.object_list)
+    return page
 
 
-review_queue = review_detail = review_decide = review_withdraw = review_request = checklist_tick = _pending
-policy_list = policy_create = policy_detail = policy_edit = _pending
+# --- the queue --------------------------------------------------------------------------------
+
+
+@login_required
+def review_queue(request):
+    user = request.user
+    teams = list(team_list(user=user))
+    form = QueueFilterForm(request.GET, teams=teams, auto_id="f-%s")
+    form.is_valid()  # a bad filter is ignored (and said so), the page still shows
+    data = form.cleaned_data
+    tab = data.get("tab") or "awaiting"
+    if tab == "awaiting":
+        qs = selectors.request_awaiting(user=user).order_by("id")
+    elif tab == "open":
+        qs = selectors.request_list(user=user).filter(status=RequestStatus.OPEN).order_by("id")
+    else:
+        qs = selectors.request_list(user=user).exclude(status=RequestStatus.OPEN).order_by("-id")
+    if data.get("team"):
+        qs = qs.filter(version__model__team_id=data["team"])
+    if data.get("risk_tier"):
+        qs = qs.filter(version__model__risk_tier=data["risk_tier"])
+    if data.get("older_than"):
+        qs = qs.filter(requested_at__lte=timezone.now() - dt.timedelta(days=data["older_than"]))
+    page = _page(presenters.with_approval_counts(qs), request.GET.get("page"))
+    filters = {k: request.GET.get(k, "") for k in ("team", "risk_tier", "older_than")}
+    context = {
+        "tab": tab,
+        "tabs": QUEUE_TABS,
+        "form": form,
+        "filter_errors": form.errors,
+        "current": filters,
+        "filters_active": any(filters.values()),
+        "page": page,
+        "rows": presenters.queue_rows(page.object_list),
+        "decides_anywhere": presenters.decides_anywhere(user),
+    }
+    return render(request, "approvals/review_queue.html", context)
+
+
+# --- the review page --------------------------------------------------------------------------
+
+
+def _get_request(request, pk: int) -> ApprovalRequest:
+    return get_object_or_404(
+        selectors.request_list(user=request.user).select_related("version__created_by", "policy_revision"), pk=pk
+    )
+
+
+def _card_sections(card) -> list[dict]:
+    sections = []
+    for key, title, help_text in CARD_SECTIONS:
+        text = (card.sections.get(key) or "") if card else ""
+        sections.append(
+            {"key": key, "title": title, "help": help_text, "text": text,
+             "filled": len(text.strip()) >= CARD_SECTION_MIN_CHARS}
+        )  # fmt: skip
+    return sections
+
+
+def _review_page(request, review: ApprovalRequest, *, form: DecisionForm | None = None, status: int = 200):
+    user = request.user
+    version = review.version  # through the request: an independent reviewer may not see it otherwise
+    model = version.model
+    decisions = selectors.decision_list(request=review)
+    right = presenters.decision_right(user, review, decisions)
+    card = registry_selectors.card_current(version=version)
+    baseline = presenters.deployed_baseline(version)
+    policy = presenters.policy_view(review.policy_revision.rules)
+    evidence = presenters.evidence_view(review.evidence)
+    context = {
+        "review": review,
+        "version": version,
+        "model": model,
+        "environments": [presenters.environment_label(e) for e in review.environments],
+        "policy": review.policy_revision.policy,
+        "revision": review.policy_revision,
+        "policy_view": policy,
+        "card": card,
+        "sections": _card_sections(card),
+        "completeness": card.completeness if card else 0,
+        "card_changed": card is not None and (evidence["card"] or {}).get("revision") not in (None, card.revision),
+        "evidence": evidence,
+        "baseline": baseline,
+        "diff": registry_selectors.version_diff(old=baseline, new=version) if baseline is not None else None,
+        "panels": presenters.gate_panel(user=user, version=version, environments=review.environments),
+        "decisions": presenters.decision_rows(review, decisions),
+        "right": right,
+        "form": form or DecisionForm(),
+        "may_withdraw": review.is_open and can(user, "version.create", model.team_id),
+        "may_see_version": registry_selectors.version_list(user=user).filter(pk=version.pk).exists(),
+        "artifact_short": presenters.digest_short(review.artifact_sha256),
+        "evidence_short": presenters.digest_short(review.evidence_digest),
+    }
+    return render(request, "approvals/review_detail.html", context, status=status)
+
+
+@login_required
+def review_detail(request, pk: int):
+    return _review_page(request, _get_request(request, pk))
+
+
+@login_required
+@require_POST
+def review_decide(request, pk: int):
+    review = _get_request(request, pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _review_page(request, review, form=form, status=400)
+    decision = form.cleaned_data["decision"]
+    try:
+        services.request_decide(
+            actor=request.user, request=review, decision=decision, comment=form.cleaned_data["comment"]
+        )
+    except DomainError as exc:
+        show_domain_error(request, exc, form)
+        return _review_page(request, _get_request(request, pk), form=form, status=exc.status)
+    review = _get_request(request, pk)
+    messages.success(
+        request,
+        {
+            "approve": "Approved.",
+            "request_changes": "Changes requested: the author has been told.",
+            "reject": "Rejected: the author has been told.",
+        }[decision]
+        + f" Review #{review.pk} is now {review.get_status_display().lower()}.",
+    )
+    return redirect(review)
+
+
+@login_required
+@require_POST
+def review_withdraw(request, pk: int):
+    review = _get_request(request, pk)
+    form = WithdrawForm(request.POST)
+    form.is_valid()
+    try:
+        services.request_withdraw(actor=request.user, request=review, reason=form.cleaned_data.get("reason", ""))
+    except DomainError as exc:
+        show_domain_error(request, exc)
+        return _review_page(request, review, status=exc.status)
+    messages.success(request, f"Review #{review.pk} withdrawn: version {review.version.number} is a draft again.")
+    return redirect(review.version)
+
+
+# --- asking for a review ----------------------------------------------------------------------
+
+
+@login_required
+def review_request(request, pk: int):
+    user = request.user
+    version = get_object_or_404(registry_selectors.version_list(user=user), pk=pk)
+    model = version.model
+    if request.method != "POST" and not can(user, "version.create", model.team_id):
+        raise PermissionDenied(f"You need the author or admin role in {model.team} to request a review.")
+    try:
+        policy = selectors.policy_for_model(model)
+    except DomainError as exc:
+        policy, policy_view, revision, problem = None, None, None, exc.detail
+    else:
+        revision = selectors.policy_revision_current(policy)
+        policy_view = presenters.policy_view(revision.rules)
+        problem = ""
+    environments = [(e, presenters.environment_label(e)) for e in (policy_view.environments if policy_view else [])]
+    form = ReviewRequestForm(request.POST or None, environments=environments)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                made = services.request_review(
+                    actor=user,
+                    version=version,
+                    environments=form.cleaned_data["environments"],
+                    comment=form.cleaned_data["comment"],
+                )
+            except DomainError as exc:
+                show_domain_error(request, exc, form)
+                status = exc.status
+            else:
+                messages.success(
+                    request, f"Review #{made.pk} requested for {', '.join(made.environments)}: reviewers are told."
+                )
+                return redirect(made)
+    open_review = selectors.request_list(user=user).filter(version=version, status=RequestStatus.OPEN).first()
+    context = {
+        "version": version,
+        "model": model,
+        "form": form,
+        "policy": policy,
+        "revision": revision,
+        "policy_view": policy_view,
+        "problem": problem,
+        "editable": version.is_editable,
+        "open_review": open_review,
+    }
+    return render(request, "approvals/review_request.html", context, status=status)
+
+
+# --- checklist --------------------------------------------------------------------------------
+
+
+def _safe_next(request, target: str, default: str) -> str:
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+@login_required
+@require_POST
+def checklist_tick(request, pk: int):
+    from governance.registry.views import version_detail  # the page the panel lives on
+
+    version = get_object_or_404(registry_selectors.version_list(user=request.user), pk=pk)
+    form = ChecklistTickForm(request.POST)
+    back = reverse("version-detail", args=[version.pk]) + "#gate"
+    if not form.is_valid():
+        messages.error(request, "That checklist action was not understood; nothing changed.")
+        return redirect(back)
+    data = form.cleaned_data
+    try:
+        services.checklist_tick(
+            actor=request.user, version=version, item=data["item"], ticked=data["ticked"], note=data["note"]
+        )
+    except DomainError as exc:
+        show_domain_error(request, exc)
+        response = version_detail(request, version.pk)
+        response.status_code = exc.status
+        return response
+    messages.success(request, f"{'Ticked' if data['ticked'] else 'Unticked'} “{data['item']}”.")
+    return redirect(_safe_next(request, data["next"], back))
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+@login_required
+def policy_list(request):
+    user = request.user
+    policies = list(selectors.policy_list(user=user))
+    site_wide = [p for p in policies if p.team_id is None]
+    tiers = list(RiskTier.values)
+    site_wide.sort(key=lambda p: (tiers.index(p.risk_tier) if p.risk_tier in tiers else len(tiers), p.name.lower()))
+    context = {
+        "site_wide": site_wide,
+        "team_policies": [p for p in policies if p.team_id is not None],
+        "may_create": user.is_superuser or can_anywhere(user, "team.manage"),
+    }
+    return render(request, "approvals/policy_list.html", context)
+
+
+def _get_policy(request, pk: int):
+    return get_object_or_404(selectors.policy_list(user=request.user), pk=pk)
+
+
+@login_required
+def policy_detail(request, pk: int):
+    policy = _get_policy(request, pk)
+    revisions = presenters.policy_revisions(policy, limit=REVISIONS_SHOWN)
+    current = next((r for r in revisions if r.number == policy.revision), None) or selectors.policy_revision_current(
+        policy
+    )
+    context = {
+        "policy": policy,
+        "current": current,
+        "view": presenters.policy_view(current.rules),
+        "revisions": revisions,
+        "may_edit": presenters.may_edit_policy(request.user, policy),
+        "open_requests": presenters.open_request_count(policy),
+    }
+    return render(request, "approvals/policy_detail.html", context)
+
+
+def _admin_teams(user):
+    """The teams whose policies the user may write (a queryset, for the form's choices)."""
+    return team_list(user=user).filter(pk__in=[t.pk for t in team_list(user=user) if can(user, "team.manage", t.pk)])
+
+
+@login_required
+def policy_create(request):
+    user = request.user
+    teams = _admin_teams(user)
+    if request.method != "POST" and not (user.is_superuser or teams.exists()):
+        raise PermissionDenied("Only site administrators and team admins write policies.")
+    form = PolicyForm(request.POST or None, teams=teams, site_wide=user.is_superuser)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                policy = services.policy_create(
+                    actor=user,
+                    name=data["name"],
+                    rules=data["rules"],
+                    team=data.get("team"),
+                    risk_tier=data.get("risk_tier") or "",
+                    description=data["description"],
+                    comment=data["comment"],
+                )
+            except DomainError as exc:
+                show_domain_error(request, rules_error_on_field(exc), form)
+                status = exc.status
+            else:
+                messages.success(request, f"Created policy “{policy.name}” (revision 1).")
+                return redirect(policy)
+    context = {"form": form, "policy": None, "editing": False}
+    return render(request, "approvals/policy_form.html", context, status=status)
+
+
+@login_required
+def policy_edit(request, pk: int):
+    user = request.user
+    policy = _get_policy(request, pk)
+    if request.method != "POST" and not presenters.may_edit_policy(user, policy):
+        raise PermissionDenied(
+            "Only site administrators edit site-wide policies."
+            if policy.team_id is None
+            else f"Only admins of {policy.team} edit its policies."
+        )
+    current = selectors.policy_revision_current(policy)
+    initial = {
+        "name": policy.name,
+        "description": policy.description,
+        "rules": presenters.rules_json(current.rules),
+    }
+    form = PolicyForm(request.POST or None, initial=initial, editing=True)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            before = policy.revision
+            try:
+                policy = services.policy_update(
+                    actor=user,
+                    policy=policy,
+                    name=data["name"],
+                    description=data["description"],
+                    rules=data["rules"],
+                    comment=data["comment"],
+                )
+            except DomainError as exc:
+                show_domain_error(request, rules_error_on_field(exc), form)
+                status = exc.status
+            else:
+                if policy.revision != before:
+                    messages.success(request, f"Saved revision {policy.revision} of “{policy.name}”.")
+                else:
+                    messages.info(request, f"Saved “{policy.name}”; the rules did not change, so no new revision.")
+                return redirect(policy)
+    context = {
+        "form": form,
+        "policy": policy,
+        "current": current,
+        "editing": True,
+        "open_requests": presenters.open_request_count(policy),
+    }
+    return render(request, "approvals/policy_form.html", context, status=status)
