@@ -1,6 +1,7 @@
 """A review, end to end in headless Chromium against a live server: the author asks, a reviewer and
 an approver decide with the keyboard, the version's gate panel and the gate API say pass; and a
-rejection that first forgets its comment. Saves the screenshots of docs/screenshots/."""
+rejection that first forgets its comment. Saves screenshots to var/screenshots/ (the README's copies in
+docs/screenshots/ are taken from there)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.test_run_command import CHROMIUM, CHROMIUM_FLAGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 TIMEOUT_MS = 10_000
 
 

@@ -89,7 +89,7 @@ def test_every_approvals_page_renders_for_a_member(login, users, version, review
     assert "Freeze" in page and "Production" in page and "Evidence manifest" in page
     assert "No version of credit-scoring is deployed" in page
     # the author registered the version: no form, the reason instead, and a withdraw button
-    assert 'id="decision-form"' not in page and "separation of duties" in page
+    assert 'id="decision-form"' not in page and "Separation of duties" in page
     assert reverse("review-withdraw", args=[review.pk]) in page
     version_page = _text(client.get(pages["version"]))
     assert 'id="gate"' in version_page and 'id="gate-production"' in version_page
@@ -179,7 +179,7 @@ def test_reviewer_and_approver_decide_through_the_form(login, users, version, re
     assert review.is_open
     # decided: the form is gone, the decision is listed
     page = _text(reviewer.get(url))
-    assert 'id="decision-form"' not in page and "You have decided on freeze 1" in page
+    assert 'id="decision-form"' not in page and "already decided on this review (freeze 1)" in page
     response = login(users.approver).post(reverse("review-decide", args=[review.pk]), {"decision": "approve"})
     assert response.status_code == 302
     review.refresh_from_db()
@@ -208,7 +208,7 @@ def test_reject_without_a_comment_shows_the_error_and_changes_nothing(login, use
     version.refresh_from_db()
     assert version.stage == Stage.REJECTED
     page = _text(client.get(reverse("review-detail", args=[review.pk])))
-    assert "Trained on the wrong year." in page and "This review is rejected" in page
+    assert "Trained on the wrong year." in page and "is rejected; its decisions are final" in page
 
 
 def test_a_missing_decision_is_a_form_error(login, users, review):

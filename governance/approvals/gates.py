@@ -25,6 +25,7 @@ class Line:
     status: str
     detail: str
     link: str = ""
+    item: str = ""  # the checklist item's key, for checklist gates
 
 
 @dataclass(frozen=True)
@@ -227,10 +228,12 @@ def _checklist(gate: R.ChecklistGate, inputs: Inputs) -> Line:
     tick = inputs.ticks.get(gate.item)
     link = inputs.urls.get("checklist", "")
     if tick is None:
-        return Line(gate.kind, gate.text, MISSING, "Not ticked yet.", link)
+        return Line(gate.kind, gate.text, MISSING, "Not ticked yet.", link, item=gate.item)
     who = tick.ticked_by.get_username() if tick.ticked_by else "a deleted user"
     note = f": {tick.note}" if tick.note else ""
-    return Line(gate.kind, gate.text, PASSED, f"Ticked by {who} on {tick.ticked_at:%Y-%m-%d}{note}", link)
+    return Line(
+        gate.kind, gate.text, PASSED, f"Ticked by {who} on {tick.ticked_at:%Y-%m-%d}{note}", link, item=gate.item
+    )
 
 
 _GATES = {

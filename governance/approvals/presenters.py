@@ -201,20 +201,8 @@ class DecisionRight:
 
 def decision_right(user, request: ApprovalRequest, decisions: list[Decision]) -> DecisionRight:
     """Whether to show the decision form, and if not, why (the service re-checks on POST)."""
-    version = request.version
-    if not request.is_open:
-        return DecisionRight(False, f"This review is {request.get_status_display().lower()}; its decisions are final.")
-    if user.pk in (version.created_by_id, request.requested_by_id):
-        who = "registered this version" if user.pk == version.created_by_id else "requested this review"
-        return DecisionRight(False, f"You {who}: separation of duties keeps you from deciding on it.")
-    if any(d.decided_by_id == user.pk and d.freeze == request.freeze for d in decisions):
-        return DecisionRight(False, f"You have decided on freeze {request.freeze}; decisions are final.")
-    inside, outside = selectors.decision_roles(user, version.model.team_id)
-    rules = R.parse(request.policy_revision.rules)
-    outside &= frozenset().union(*(q.wants_other_team for q in rules.environments.values()))
-    if not inside and not outside:
-        return DecisionRight(False, "Deciding needs the reviewer or approver role in the owning team.")
-    return DecisionRight(True)
+    refusal = selectors.decision_refusal(user, request, decisions)
+    return DecisionRight(True) if refusal is None else DecisionRight(False, refusal.detail)
 
 
 def decision_rows(request: ApprovalRequest, decisions: list[Decision]) -> list[dict[str, Any]]:
@@ -297,11 +285,7 @@ def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> l
             panels.append({"environment": env, "label": environment_label(env), "error": exc.detail})
             continue
         verdict = gates.evaluate(inputs)
-        policy_gates = inputs.rules.gates_for(env) if env in inputs.rules.environments else []
-        lines = []
-        for line, gate in zip(verdict.gates, policy_gates, strict=True):
-            item = gate.item if isinstance(gate, R.ChecklistGate) else ""
-            lines.append({"line": line, "item": item, "ticked": item in inputs.ticks if item else False})
+        lines = [{"line": line, "item": line.item, "ticked": line.item in inputs.ticks} for line in verdict.gates]
         lines += [{"line": line, "item": "", "ticked": False} for line in verdict.quorum]
         panels.append(
             {

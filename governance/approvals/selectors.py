@@ -21,7 +21,7 @@ from governance.approvals.models import (
     PolicyRevision,
     RequestStatus,
 )
-from governance.core.errors import Conflict
+from governance.core.errors import Conflict, DomainError, NotPermitted
 from governance.evaluations.models import EvaluationRun
 from governance.evaluations.models import RunStatus as EvaluationStatus
 from governance.registry.models import ModelVersion, RegisteredModel, Stage
@@ -43,6 +43,52 @@ def decision_roles(user, team_id: int) -> tuple[frozenset[str], frozenset[str]]:
         return inside, frozenset()
     outside = frozenset().union(*by_team.values()) & frozenset(R.DECISION_ROLES) if by_team else frozenset()
     return inside, outside
+
+
+def decision_refusal(user, request: ApprovalRequest, decisions: list | None = None) -> DomainError | None:
+    """Why this person may not decide on the request now, or ``None`` when they may.
+
+    The one statement of the rule: the service raises what this returns, and the review page
+    uses it to show the form or the reason. ``decisions`` (the request's, when already loaded)
+    saves a query.
+    """
+    version = request.version
+    if user.pk in (version.created_by_id, request.requested_by_id):
+        who = "registered this version" if user.pk == version.created_by_id else "requested this review"
+        return NotPermitted(
+            f"Separation of duties: you {who}, so you cannot decide on it; the version's author and the person "
+            "who requested the review never do.",
+            code="separation_of_duties",
+        )
+    inside, outside = decision_roles(user, version.model.team_id)
+    wanted = wanted_from_outside(request)
+    if not inside and not (outside & wanted):
+        return NotPermitted(
+            "You need the reviewer or approver role in the owning team"
+            + (" (or in another team, as this policy asks for an independent review)" if wanted else "")
+            + " to decide on this review."
+        )
+    if not request.is_open:
+        return Conflict(
+            f"Review #{request.pk} is {request.get_status_display().lower()}; its decisions are final.",
+            code="request_closed",
+        )
+    if decisions is not None:
+        decided = any(d.decided_by_id == user.pk and d.freeze == request.freeze for d in decisions)
+    else:
+        decided = request.decisions.filter(decided_by=user, freeze=request.freeze).exists()
+    if decided:
+        return Conflict(
+            f"You have already decided on this review (freeze {request.freeze}); decisions are final.",
+            code="already_decided",
+        )
+    return None
+
+
+def wanted_from_outside(request: ApprovalRequest) -> frozenset[str]:
+    """The decision roles the request's policy wants from people outside the owning team."""
+    rules = R.parse(request.policy_revision.rules)
+    return frozenset().union(*(q.wants_other_team for q in rules.environments.values()))
 
 
 def _held_anywhere(user) -> frozenset[str]:

@@ -276,24 +276,12 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
         )
     request = _locked_request(request)
     version = request.version
-    if actor.pk in (version.created_by_id, request.requested_by_id):
-        raise NotPermitted(
-            "Separation of duties: the version's author and the person who requested the review cannot decide on it.",
-            code="separation_of_duties",
-        )
+    refusal = selectors.decision_refusal(actor, request)
+    if refusal is not None:
+        raise refusal
     rules = R.parse(request.policy_revision.rules)
     inside, outside = selectors.decision_roles(actor, version.model.team_id)
-    wanted_outside = frozenset().union(*(q.wants_other_team for q in rules.environments.values()))
-    outside &= wanted_outside
-    if not inside and not outside:
-        raise NotPermitted(
-            "You need the reviewer or approver role in the owning team"
-            + (" (or in another team, as this policy asks for an independent review)" if wanted_outside else "")
-            + " to decide on this review.",
-        )
-    _require_open(request)
-    if request.decisions.filter(decided_by=actor, freeze=request.freeze).exists():
-        raise Conflict("You have already decided on this review; decisions are final.", code="already_decided")
+    outside &= selectors.wanted_from_outside(request)
     now = timezone.now()
     expiry_days = [q.expiry_days for e, q in rules.environments.items() if e in request.environments and q.expiry_days]
     made = Decision.objects.create(
