@@ -100,3 +100,26 @@ def test_other_teams_see_nothing_and_viewers_cannot_cancel(login, users, version
     assert response.status_code == 302
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
+
+
+def test_the_version_page_lists_its_evidence_with_a_comparison_link(login, users, model, version, make_version):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login(users.author)
+    empty = client.get(version.get_absolute_url()).content.decode()
+    assert "No evaluations yet" in empty and reverse("evaluation-request", args=[version.pk]) in empty
+    newer = make_version(model)
+    finished(queued(version, users.author), {"accuracy": 0.80})
+    latest = finished(queued(newer, users.author), {"accuracy": 0.85})
+    queued(newer, users.author, kind="fairness")
+    with CaptureQueriesContext(connection) as few:
+        page = client.get(newer.get_absolute_url()).content.decode()
+    assert "Performance" in page and "Fairness" in page and "compare with v1" in page
+    assert f"b={latest.pk}" in page
+    finished(queued(newer, users.author, parameters={"slice_column": "sex"}), {"accuracy": 0.86})
+    finished(queued(newer, users.author, kind="data_quality"), {"rows": 400})
+    with CaptureQueriesContext(connection) as more:
+        client.get(newer.get_absolute_url())
+    assert len(more) == len(few)  # the evidence card does not grow with its runs
+    assert login(users.viewer).get(newer.get_absolute_url()).content.decode().count("Run an evaluation") == 0

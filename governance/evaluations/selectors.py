@@ -27,3 +27,35 @@ def evidence_runs(*, version: ModelVersion) -> list[EvaluationRun]:
 
 def latest_succeeded(*, version: ModelVersion, kind: str) -> EvaluationRun | None:
     return version.evaluation_runs.filter(status=RunStatus.SUCCEEDED, kind=kind).order_by("-finished_at", "-id").first()
+
+
+def evidence_table(*, version: ModelVersion) -> list[dict]:
+    """Per kind: the newest run (any status) and, for comparing, the same kind's newest successful run
+    on the previous version of the model. Two queries whatever the number of runs."""
+    runs = list(
+        EvaluationRun.objects.filter(version=version)
+        .select_related("requested_by")
+        .defer("result", "figures", "environment")
+        .order_by("-id")[:200]
+    )
+    newest: dict[str, EvaluationRun] = {}
+    for run in runs:
+        newest.setdefault(run.kind, run)
+    previous = {}
+    earlier = (
+        EvaluationRun.objects.filter(
+            version__model_id=version.model_id,
+            version__number__lt=version.number,
+            status=RunStatus.SUCCEEDED,
+            kind__in=list(newest),
+        )  # fmt: skip
+        .select_related("version")
+        .only("id", "kind", "version__number", "version__id")
+        .order_by("-version__number", "-id")
+    )
+    for run in earlier[:200]:
+        previous.setdefault(run.kind, run)
+    return [
+        {"run": run, "count": sum(1 for r in runs if r.kind == kind), "previous": previous.get(kind)}
+        for kind, run in sorted(newest.items())
+    ]

@@ -1,0 +1,20 @@
+"""The "Evidence" card of the version page: the version's evaluation runs, newest per kind."""
+
+from __future__ import annotations
+
+from django import template
+
+from governance.accounts.permissions import has_any_role
+from governance.evaluations import selectors, services
+
+register = template.Library()
+
+
+@register.inclusion_tag("evaluations/_version_evidence.html", takes_context=True)
+def version_evidence_panel(context, version):
+    user = context["request"].user
+    return {
+        "version": version,
+        "rows": selectors.evidence_table(version=version),
+        "may_request": has_any_role(user, version.model.team_id, services.REQUESTERS),
+    }
