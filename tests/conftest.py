@@ -6,6 +6,7 @@ Tests run on the PostgreSQL and Redis that ``scripts/test.sh`` starts (``DATABAS
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from types import SimpleNamespace
@@ -268,3 +269,61 @@ def login():
         return client
 
     return make
+
+
+# --- a real Celery worker process ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def celery_worker(*, queues: str = "default", media_root=None, **env_overrides):
+    """A real Celery worker (solo pool) on the test database and Redis, stopped on exit.
+
+    It reads the same artifact and evaluation-data files as the test when ``media_root`` is the
+    parent of the test's storage folders (``tmp_path``).
+    """
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("redis://") or connection.vendor != "postgresql":
+        pytest.fail("A worker test needs PostgreSQL and Redis: run it through scripts/test.sh.")
+    db = connection.settings_dict
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        CELERY_BROKER_URL=broker,
+        SECRET_KEY=settings.SECRET_KEY,
+        **({"MEDIA_ROOT": str(media_root)} if media_root is not None else {}),
+        **{k: str(v) for k, v in env_overrides.items()},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "governance", "worker", "-Q", queues, "--pool", "solo",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
+    """Poll until ``predicate()`` is truthy; its last value (falsy on timeout)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value

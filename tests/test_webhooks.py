@@ -4,10 +4,6 @@ with retries against a real HTTP server on loopback (directly, and through a rea
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +20,7 @@ from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.notifications import crypto, services, signing
 from governance.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
-from tests.conftest import assert_error
+from tests.conftest import assert_error, celery_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -382,33 +378,10 @@ def test_a_delivery_deleted_with_its_webhook_is_a_no_op(users, team):
 # --- the same through a real Celery worker --------------------------------------------------
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
-def worker(settings):
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker.startswith("redis://") or connection.vendor != "postgresql":
-        pytest.fail("The worker test needs PostgreSQL and Redis: run it through scripts/test.sh.")
-    env = dict(
-        os.environ, DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=broker, SECRET_KEY=settings.SECRET_KEY,
-        WEBHOOK_RETRY_BASE_SECONDS="0.2",
-    )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "governance", "worker", "-Q", "default", "--pool", "solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
+def worker():
+    with celery_worker(queues="default", WEBHOOK_RETRY_BASE_SECONDS="0.2") as proc:
         yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.worker

@@ -2,54 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from governance.audit.models import AuditEvent
 from governance.registry.models import ModelVersion
-from tests.conftest import make_artifact, trained_artifact
+from tests.conftest import celery_worker, make_artifact, trained_artifact
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker(settings):
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker.startswith("redis://") or connection.vendor != "postgresql":
-        pytest.fail("The worker test needs PostgreSQL and Redis: run it through scripts/test.sh.")
     artifacts_dir = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"])
     assert artifacts_dir.name == "artifacts"
     # The worker stores nothing of its own; it must read the same artifact files as this test.
-    env = dict(
-        os.environ, DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=broker, MEDIA_ROOT=str(artifacts_dir.parent)
-    )
-    queue = "default"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "governance", "worker", "-Q", queue, "--pool", "solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
+    with celery_worker(queues="default", media_root=artifacts_dir.parent) as proc:
         yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait_for(predicate, timeout: float = 60.0):

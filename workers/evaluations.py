@@ -1,1 +1,162 @@
-"""Celery tasks of the evaluations app (queue "evaluations")."""
+"""Celery tasks of the evaluations app (queue "evaluations"): bind an engine to a run, nothing more.
+
+The task marks the run running (a redelivered or cancelled run does nothing), loads the artifact
+after checking its sha256, reads the data, runs the engine with a progress callback that also
+notices cancellation, and stores the aggregates or the error. Engine failures become the run's
+error (a code and a sentence without data values); anything else is logged with the run id only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib import metadata
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from governance.celery import AuditedTask, app
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("numpy", "pandas", "scikit-learn", "shap", "lime", "fairlearn", "onnxruntime", "xgboost", "lightgbm")
+
+
+class Cancelled(Exception):
+    """The run was cancelled while the engine worked."""
+
+
+@app.task(
+    base=AuditedTask,
+    name="workers.evaluations.run_evaluation",
+    soft_time_limit=settings.EVALUATION_TIME_LIMIT_SECONDS,
+    time_limit=settings.EVALUATION_TIME_LIMIT_SECONDS + 60,
+)
+def run_evaluation(run_id: int) -> str:
+    from governance.evaluations import services
+    from workers.engines.errors import EngineError
+
+    run = services.run_start(run_id=run_id, host=socket.gethostname())
+    if run is None:
+        return "skipped"
+    progress = _progress(run_id)
+    try:
+        with _artifact_file(run.version) as artifact_path:
+            model = _load(run, artifact_path)
+            frame = _frame(run)
+            progress(2, f"Loaded the model and {len(frame):,} rows")
+            from workers.engines.runner import evaluate
+
+            result, figures = evaluate(
+                run.kind, model, frame, target=run.target_column or None, sensitive=run.sensitive_features,
+                parameters=run.parameters, progress=progress,
+            )  # fmt: skip
+        services.run_finish(
+            run_id=run_id, result=result, figures=figures, environment=_environment(model),
+            artifact_sha256=run.version.artifact_sha256,
+        )  # fmt: skip
+        return "succeeded"
+    except Cancelled:
+        return "cancelled"
+    except EngineError as exc:
+        services.run_fail(run_id=run_id, code=exc.code, message=exc.message)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        limit = settings.EVALUATION_TIME_LIMIT_SECONDS
+        services.run_fail(run_id=run_id, code="time_limit", message=f"The evaluation ran longer than {limit} s.")
+        return "failed"
+    except Exception as exc:  # never echo the exception text: it may quote data
+        logger.exception("Evaluation run %s failed unexpectedly", run_id)
+        services.run_fail(
+            run_id=run_id, code="internal_error",
+            message=f"The evaluation failed unexpectedly ({type(exc).__name__}); the worker log has the details.",
+        )  # fmt: skip
+        return "failed"
+
+
+def _progress(run_id: int):
+    """A callback for engines: throttled progress updates that raise ``Cancelled`` once cancelled."""
+    from governance.evaluations import services
+
+    last = {"at": 0.0, "percent": -100.0}
+
+    def report(percent: float, message: str = "") -> None:
+        now = time.monotonic()
+        if percent < 100 and now - last["at"] < 0.5 and percent - last["percent"] < 5:
+            return
+        last.update(at=now, percent=percent)
+        if not services.run_progress(run_id=run_id, percent=percent, message=message):
+            raise Cancelled
+
+    return report
+
+
+@contextmanager
+def _artifact_file(version):
+    """A local path to the artifact: the file itself on local storage, a temporary copy otherwise."""
+    from governance.registry.artifacts import storage
+
+    store = storage()
+    try:
+        yield store.path(version.artifact_path)
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="charter-artifact-") as tmp:
+        local = os.path.join(tmp, "artifact")
+        with store.open(version.artifact_path, "rb") as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        yield local
+
+
+def _load(run, artifact_path: str):
+    from governance.accounts.models import Membership, Role
+    from workers.engines.loading import load_model
+
+    version = run.version
+    # pickle runs code when it loads: only for artifacts an author of the owning team uploaded
+    trusted_uploader = Membership.objects.filter(
+        user_id=version.created_by_id, team_id=version.model.team_id, role__in=[Role.AUTHOR, Role.ADMIN]
+    ).exists()
+    return load_model(
+        artifact_path, artifact_format=version.artifact_format, expected_sha256=version.artifact_sha256,
+        allow_pickle=trusted_uploader,
+    )  # fmt: skip
+
+
+def _frame(run):
+    from governance.core.errors import ValidationFailed
+    from governance.evaluations import datasets, services
+    from workers.engines.errors import EngineError
+
+    try:
+        return datasets.read(
+            run.data_path, run.data_format, storage=services.data_storage(), max_rows=settings.EVALUATION_MAX_ROWS
+        )
+    except FileNotFoundError:
+        raise EngineError("data_missing", "The evaluation data file is gone (deleted or never stored).") from None
+    except ValidationFailed as exc:
+        raise EngineError(exc.code, exc.detail) from None
+
+
+def _environment(model) -> dict:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+        "libraries": versions,
+        "model": model.describe(),
+    }

@@ -1,0 +1,261 @@
+"""One entry point per evaluation kind: data in, the stored result document and figures out.
+
+The result document is what a run keeps as evidence and what the pages render generically:
+
+- ``summary``: flat numbers worth comparing across versions;
+- ``tables``: ``{"title", "columns", "rows"}`` of aggregates;
+- ``notes``: sentences (which explainer, which groups are small, what is missing);
+- kind-specific keys the deployment gates read (``overall`` for fairness, ``metrics`` for
+  performance) and the engine's full report under ``report``.
+
+Only aggregates: SHAP's sampled rows keep their attributions without the feature values, and
+no engine output that quotes data rows is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workers.engines import data_quality, explain, fairness, performance, robustness
+from workers.engines.data import validate
+from workers.engines.errors import EngineError
+from workers.engines.serialize import jsonable
+
+Progress = Callable[[float, str], None]
+KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality")
+
+
+def evaluate(
+    kind: str,
+    model: Any,
+    frame: pd.DataFrame,
+    *,
+    target: str | None,
+    sensitive: list[str],
+    parameters: dict[str, Any],
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the ``kind`` engine on ``frame``; ``progress`` receives percent (0-100) and a message."""
+    if kind not in KINDS:
+        raise EngineError("invalid_kind", f"Unknown evaluation kind {kind!r}.")
+    report = _percent(progress)
+    data = validate(
+        frame, target=target, sensitive=sensitive, feature_names=model.feature_names, max_rows=max(len(frame), 1)
+    )
+    report(0.02, f"{data.n_rows:,} rows, {len(data.feature_names)} features")
+    result, figures = _KINDS[kind](model, frame, data, parameters, _span(report, 0.05, 0.97))
+    report(0.99, "Storing the result")
+    return jsonable(result), jsonable(figures)
+
+
+# --- kinds -------------------------------------------------------------------------------------
+
+
+def _explainability(model, frame, data, params, progress):
+    lime_rows = params.get("lime_rows", 5)
+    shap_progress = _span(progress, 0.0, 0.8 if lime_rows else 1.0)
+    summary = explain.shap_summary(
+        model, data.X, seed=params.get("seed", 0), max_evals=params.get("max_evals"),
+        background_size=params.get("background_size", 50), sample_rows=min(params.get("sample_rows", 200), 50),
+        include_feature_values=False, progress=shap_progress,
+    )  # fmt: skip
+    shap_doc = summary.as_dict()
+    figures = shap_doc.pop("figures", {}) or {}
+    result: dict[str, Any] = {
+        "summary": {f"mean_abs_shap.{item['feature']}": item["mean_abs_shap"] for item in _importance(summary)[:10]},
+        "tables": [
+            {
+                "title": "Global importance (mean |SHAP|)",
+                "columns": ["feature", "mean |SHAP|"],
+                "rows": [[item["feature"], round(item["mean_abs_shap"], 6)] for item in _importance(summary)],
+            }
+        ],  # fmt: skip
+        "notes": [
+            f"{summary.explainer} in the {summary.output_space} space; base value {_fmt(summary.base_value)}.",
+            *summary.notes,
+        ],
+        "ranking": summary.ranking,
+        "shap": shap_doc,
+    }
+    if lime_rows:
+        lime = explain.lime_explanations(
+            model, data.X, rows=lime_rows, seed=params.get("seed", 0), progress=_span(progress, 0.8, 1.0)
+        )
+        lime_doc = lime.as_dict()
+        for name, spec in (lime_doc.pop("figures", {}) or {}).items():
+            figures[f"lime_{name}"] = spec
+        result["lime"] = lime_doc
+        result["tables"].append({
+            "title": f"LIME: mean |weight| over {len(lime.rows)} explained rows", "columns": ["feature", "weight"],
+            "rows": [[i.get("feature"), _round(i.get("mean_abs_weight", i.get("weight")))] for i in lime.importance],
+        })  # fmt: skip
+    return result, figures
+
+
+def _fairness(model, frame, data, params, progress):
+    if data.y is None:
+        raise EngineError("missing_target", "A fairness evaluation needs the target column.")
+    progress(0.0, "Predicting")
+    y_pred = model.predict(data.X)
+    report = fairness.fairness_report(
+        data.y, y_pred, data.sensitive, pos_label=params.get("positive_label", 1),
+        small_group_threshold=params.get("min_group_size", 30), bootstrap_resamples=params.get("bootstrap", 200),
+        seed=params.get("seed", 0), progress=_span(progress, 0.1, 1.0),
+    )  # fmt: skip
+    doc = report.as_dict()
+    figures = doc.pop("figures", {}) or {}
+    primary = report.primary
+    disparities = dict(primary.disparities)
+    tables = []
+    for analysis in report.analyses:
+        tables.append({
+            "title": f"Groups of {analysis.name}",
+            "columns": ["group", "rows", "selection rate", "accuracy", "TPR", "FPR", "small"],
+            "rows": [[g.label, g.count, _round(g.metrics.get("selection_rate")), _round(g.metrics.get("accuracy")),
+                      _round(g.metrics.get("recall")), _round(g.metrics.get("false_positive_rate")),
+                      "yes" if g.small else ""] for g in analysis.groups],
+        })  # fmt: skip
+    ratio = disparities.get("demographic_parity_ratio")
+    notes = [
+        f"Demographic-parity ratio {_fmt(ratio)} over {primary.name}; the four-fifths rule (0.8) is shown as a "
+        "reference, not a verdict."
+    ]
+    small = [g.label for g in primary.groups if g.small]
+    if small:
+        notes.append(f"Small groups (fewer than {report.small_group_threshold} rows): {', '.join(small)}.")
+    result = {
+        "summary": {**disparities, "selection_rate": report.overall.get("selection_rate")},
+        "overall": disparities,
+        "tables": tables,
+        "notes": notes,
+        "report": doc,
+    }
+    return result, figures
+
+
+def _performance(model, frame, data, params, progress):
+    if data.y is None:
+        raise EngineError("missing_target", "A performance evaluation needs the target column.")
+    slice_column = params.get("slice_column")
+    report = performance.performance_report(
+        model, data.X, data.y, slice_by=frame[slice_column] if slice_column else None, slice_name=slice_column,
+        progress=progress,
+    )  # fmt: skip
+    doc = report.as_dict()
+    figures = doc.pop("figures", {}) or {}
+    numbers = {k: v for k, v in report.metrics.items() if _is_number(v) and k not in ("n_rows", "pos_label")}
+    tables = [
+        {"title": "Metrics", "columns": ["metric", "value"], "rows": [[k, _round(v)] for k, v in numbers.items()]}
+    ]
+    slices = report.slices or {}
+    if slices.get("slices"):
+        first = slices["slices"][0].get("metrics") or {}
+        keys = [k for k in ("accuracy", "f1", "recall", "roc_auc", "mae", "rmse", "r2") if k in first]
+        tables.append({
+            "title": f"By {slices.get('column', 'slice')}", "columns": ["slice", "rows", *keys, "small"],
+            "rows": [[s.get("value"), s.get("count"), *(_round((s.get("metrics") or {}).get(k)) for k in keys),
+                      "yes" if s.get("small") else ""] for s in slices["slices"]],
+        })  # fmt: skip
+    return {
+        "summary": numbers,
+        "metrics": numbers,
+        "tables": tables,
+        "notes": list(report.notes),
+        "report": doc,
+    }, figures
+
+
+def _robustness(model, frame, data, params, progress):
+    if data.y is None:
+        raise EngineError("missing_target", "A robustness evaluation needs the target column.")
+    report = robustness.robustness_report(
+        model, data.X, data.y, noise_levels=params.get("noise_levels", (0.01, 0.05, 0.1)),
+        missing_rates=(params.get("missing_share", 0.1),), seed=params.get("seed", 0), progress=progress,
+    )  # fmt: skip
+    doc = report.as_dict()
+    figures = doc.pop("figures", {}) or {}
+    summary = {f"{report.metric}.baseline": _baseline(report.baseline)}
+    for item in report.noise:
+        if item.get("delta") is not None:
+            summary[f"{report.metric}.delta_at_noise_{item.get('level')}"] = item["delta"]
+    cases = report.out_of_range + report.malformed
+    notes = [f"Metric: {report.metric} on a seeded sample of {report.sample_rows} rows."]
+    raised = [c["case"] for c in cases if c.get("outcome") == "raised"]
+    if raised:
+        notes.append(f"The model raised on: {', '.join(raised)}.")
+    if not report.model_accepts_nan:
+        notes.append("The model does not accept missing values.")
+    tables = [{
+        "title": "Unusual inputs", "columns": ["case", "outcome"],
+        "rows": [[c.get("case"), c.get("outcome")] for c in cases],
+    }]  # fmt: skip
+    return {"summary": summary, "tables": tables, "notes": notes, "report": doc}, figures
+
+
+def _data_quality(model, frame, data, params, progress):
+    progress(0.1, "Profiling the evaluation data")
+    profile = data_quality.profile(frame)
+    notes = ["No training-data profile was recorded with this version, so the evaluation data is profiled on its own."]
+    columns = profile.get("columns") or {}
+    rows = []
+    for name, col in columns.items() if isinstance(columns, dict) else []:
+        span = f"{_round(col.get('min'))} – {_round(col.get('max'))}" if col.get("kind") == "numeric" else ""
+        rows.append([name, col.get("kind"), col.get("dtype"), _round(col.get("missing_share")), span])
+    summary = {"rows": profile.get("n_rows", len(frame)), "columns": len(columns)}
+    tables = [{"title": "Columns", "columns": ["column", "kind", "type", "missing share", "range"], "rows": rows}]
+    return {"summary": summary, "tables": tables, "notes": notes, "profile": profile}, {}
+
+
+_KINDS = {
+    "explainability": _explainability,
+    "fairness": _fairness,
+    "performance": _performance,
+    "robustness": _robustness,
+    "data_quality": _data_quality,
+}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _percent(progress: Progress | None) -> Progress:
+    def report(fraction: float, message: str = "") -> None:
+        if progress is not None:
+            progress(100.0 * max(0.0, min(1.0, fraction)), message)
+
+    return report
+
+
+def _span(progress: Progress, start: float, end: float) -> Progress:
+    """A progress callback for one stretch of the run (engines report 0..1)."""
+
+    def report(fraction: float, message: str = "") -> None:
+        progress(start + (end - start) * max(0.0, min(1.0, fraction)), message)
+
+    return report
+
+
+def _importance(summary) -> list[dict[str, Any]]:
+    return [dict(item) for item in summary.importance]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    return round(float(value), digits) if _is_number(value) else value
+
+
+def _fmt(value: Any) -> str:
+    return f"{float(value):.3f}" if _is_number(value) else "n/a"
+
+
+def _baseline(baseline: Any) -> Any:
+    if isinstance(baseline, dict):
+        return baseline.get("value", baseline.get("metric"))
+    return baseline
