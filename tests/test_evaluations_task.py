@@ -100,3 +100,41 @@ def test_a_cancelled_run_is_not_started(model, users, django_capture_on_commit_c
         services.run_cancel(actor=users.author, run=run)
     assert _execute(run, django_capture_on_commit_callbacks) == "skipped"
     assert run.status == RunStatus.CANCELLED and run.started_at is None
+
+
+def test_data_quality_compares_evaluation_data_with_the_registered_training_profile(
+    model, users, tmp_path, django_capture_on_commit_callbacks
+):
+    import json
+
+    from django.core.management import call_command
+
+    train = credit_frame(400, seed=1)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    out = io.StringIO()
+    call_command("profile_data", str(tmp_path / "train.csv"), stdout=out)
+    profile = json.loads(out.getvalue())
+    assert profile["n_rows"] == 400 and "income" in profile["columns"]
+    buffer = io.BytesIO()
+    joblib.dump(LogisticRegression().fit(train[FEATURES], train["default"]), buffer)
+    with audit_context(source="cli", actor=users.author):
+        version = registry.version_create(
+            actor=users.author, model=model, artifact=make_artifact(buffer.getvalue()), training_profile=profile
+        )
+    shifted = credit_frame(300, seed=2).drop(columns=["region"])
+    shifted["income"] = shifted["income"] + 40  # the evaluation data no longer looks like training
+    with audit_context(source="cli", actor=users.author):
+        run = services.run_request(actor=users.author, version=version, kind="data_quality",
+                                   data=csv_upload(shifted)).run  # fmt: skip
+    assert _execute(run, django_capture_on_commit_callbacks) == "succeeded", run.error_message
+    assert run.result["summary"]["missing_columns"] == 1  # "region" was in training
+    assert run.result["comparison"]["columns"]["income"]["psi_level"] == "major shift"
+    assert any("income" in note for note in run.result["notes"])
+
+
+def test_a_malformed_training_profile_is_refused_at_registration(api, users, model):
+    r = api.as_user(users.author).post("/api/v1/versions/", {
+        "model": model.pk, "artifact": make_artifact(), "training_profile": '{"rows": [[1, 2, 3]]}',
+    }, format="multipart")  # fmt: skip
+    assert r.status_code == 400 and "training_profile" in r.json()["fields"]
+    assert not ModelVersion.objects.filter(model=model).exists()

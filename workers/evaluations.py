@@ -55,7 +55,7 @@ def run_evaluation(run_id: int) -> str:
 
             result, figures = evaluate(
                 run.kind, model, frame, target=run.target_column or None, sensitive=run.sensitive_features,
-                parameters=run.parameters, progress=progress,
+                parameters=run.parameters, progress=progress, training_profile=run.version.training_profile,
             )  # fmt: skip
         services.run_finish(
             run_id=run_id, result=result, figures=figures, environment=_environment(model),

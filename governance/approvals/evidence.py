@@ -17,7 +17,7 @@ from governance.registry.models import ModelVersion
 
 _METADATA_FIELDS = (
     "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
-    "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
+    "preprocessing_fingerprint", "hyperparameters", "metrics", "tags", "training_profile",
 )  # fmt: skip
 
 

@@ -188,9 +188,10 @@ def _iso(value):
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-_VERSION_COLUMNS = [f.name for f in ModelVersion._meta.concrete_fields]
+# the training profile (up to a megabyte of statistics) is not part of the version's API rendering
+_VERSION_COLUMNS = [f.name for f in ModelVersion._meta.concrete_fields if f.name != "training_profile"]
 _VERSION_VALUES = [
-    *(f.attname for f in ModelVersion._meta.concrete_fields if f.name not in ("artifact_path",)),
+    *(f.attname for f in ModelVersion._meta.concrete_fields if f.name not in ("artifact_path", "training_profile")),
     "model__name", "model__team_id", "created_by__username",
 ]  # fmt: skip
 
@@ -229,6 +230,11 @@ class VersionMetaFields(serializers.Serializer):
 
 class VersionIn(VersionMetaFields):
     model = serializers.IntegerField()
+    training_profile = serializers.JSONField(
+        binary=True, required=False, validators=[_checked(validation.training_profile_problem)],
+        help_text="Statistics of the training data (manage.py profile_data train.csv); evaluation data is "
+        "compared with it by data-quality runs.",
+    )  # fmt: skip
     artifact = serializers.FileField(allow_empty_file=True, help_text="The serialised model (multipart upload).")
     artifact_sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$", required=False, help_text="If given, the upload is refused unless its sha256 matches."

@@ -165,6 +165,9 @@ class ModelVersion(models.Model):
     hyperparameters = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    training_profile = models.JSONField(
+        default=dict, blank=True, help_text="Statistics of the training data, compared with evaluation data."
+    )
 
     card_completeness = models.PositiveSmallIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -186,13 +186,16 @@ def version_create(
     hyperparameters: dict | None = None,
     metrics: dict | None = None,
     tags: list | None = None,
+    training_profile: dict | None = None,
 ) -> ModelVersion:
     """Register a version: store the artifact by digest (outside the transaction), then the row."""
     require_scope(actor, "write")
     require(actor, "version.create", team_id=model.team_id, what="register a version")
     _check_choice(framework, Framework, "framework")
     _check_choice(artifact_format, ArtifactFormat, "artifact format")
-    _check_metadata({"metrics": metrics, "hyperparameters": hyperparameters, "tags": tags})
+    _check_metadata(
+        {"metrics": metrics, "hyperparameters": hyperparameters, "tags": tags, "training_profile": training_profile}
+    )
     stored = artifacts.store_upload(artifact, expected_sha256=artifact_sha256)
     now = timezone.now()
     with transaction.atomic():
@@ -203,7 +206,8 @@ def version_create(
             artifact_path=stored.path, framework=framework, artifact_format=artifact_format,
             training_data_ref=training_data_ref, evaluation_data_ref=evaluation_data_ref,
             preprocessing_ref=preprocessing_ref, preprocessing_fingerprint=preprocessing_fingerprint,
-            hyperparameters=hyperparameters or {}, metrics=metrics or {}, tags=tags or [], created_by=actor,
+            hyperparameters=hyperparameters or {}, metrics=metrics or {}, tags=tags or [],
+            training_profile=training_profile or {}, created_by=actor,
             stage_changed_at=now,
         )  # fmt: skip
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)

@@ -24,4 +24,30 @@ def tags_problem(value) -> str | None:
     return None
 
 
-CHECKS = {"metrics": metrics_problem, "hyperparameters": hyperparameters_problem, "tags": tags_problem}
+MAX_PROFILE_BYTES = 1_000_000
+
+
+def training_profile_problem(value) -> str | None:
+    """A profile of the training data as ``workers.engines.data_quality.profile`` writes it
+    (``manage.py profile_data train.csv`` prints one): only statistics, never rows."""
+    import json
+
+    if value in ({}, None):
+        return None
+    columns = value.get("columns") if isinstance(value, dict) else None
+    if not isinstance(columns, dict) or not columns:
+        return 'The training profile must be an object with "columns" (from manage.py profile_data).'
+    for name, column in columns.items():
+        if not isinstance(column, dict) or not {"kind", "dtype", "missing_share"} <= set(column):
+            return f"The training profile's column {str(name)[:60]!r} lacks kind, dtype or missing_share."
+    if len(json.dumps(value, default=str)) > MAX_PROFILE_BYTES:
+        return f"The training profile is larger than {MAX_PROFILE_BYTES:,} bytes."
+    return None
+
+
+CHECKS = {
+    "metrics": metrics_problem,
+    "hyperparameters": hyperparameters_problem,
+    "tags": tags_problem,
+    "training_profile": training_profile_problem,
+}

@@ -38,16 +38,22 @@ def evaluate(
     sensitive: list[str],
     parameters: dict[str, Any],
     progress: Progress | None = None,
+    training_profile: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the ``kind`` engine on ``frame``; ``progress`` receives percent (0-100) and a message."""
+    """Run the ``kind`` engine on ``frame``; ``progress`` receives percent (0-100) and a message.
+    ``training_profile``: the version's training-data statistics, which data-quality runs compare with."""
     if kind not in KINDS:
         raise EngineError("invalid_kind", f"Unknown evaluation kind {kind!r}.")
     report = _percent(progress)
-    data = validate(
-        frame, target=target, sensitive=sensitive, feature_names=model.feature_names, max_rows=max(len(frame), 1)
-    )
-    report(0.02, f"{data.n_rows:,} rows, {len(data.feature_names)} features")
-    result, figures = _KINDS[kind](model, frame, data, parameters, _span(report, 0.05, 0.97))
+    if kind == "data_quality":  # about the data alone: no model call, any column types
+        report(0.02, f"{len(frame):,} rows, {frame.shape[1]} columns")
+        result, figures = _data_quality(frame, training_profile or {}, _span(report, 0.05, 0.97))
+    else:
+        data = validate(
+            frame, target=target, sensitive=sensitive, feature_names=model.feature_names, max_rows=max(len(frame), 1)
+        )
+        report(0.02, f"{data.n_rows:,} rows, {len(data.feature_names)} features")
+        result, figures = _KINDS[kind](model, frame, data, parameters, _span(report, 0.05, 0.97))
     report(0.99, "Storing the result")
     return jsonable(result), jsonable(figures)
 
@@ -196,18 +202,47 @@ def _robustness(model, frame, data, params, progress):
     return {"summary": summary, "tables": tables, "notes": notes, "report": doc}, figures
 
 
-def _data_quality(model, frame, data, params, progress):
+def _data_quality(frame, training_profile, progress):
     progress(0.1, "Profiling the evaluation data")
     profile = data_quality.profile(frame)
-    notes = ["No training-data profile was recorded with this version, so the evaluation data is profiled on its own."]
     columns = profile.get("columns") or {}
     rows = []
-    for name, col in columns.items() if isinstance(columns, dict) else []:
+    for name, col in columns.items():
         span = f"{_round(col.get('min'))} – {_round(col.get('max'))}" if col.get("kind") == "numeric" else ""
         rows.append([name, col.get("kind"), col.get("dtype"), _round(col.get("missing_share")), span])
-    summary = {"rows": profile.get("n_rows", len(frame)), "columns": len(columns)}
     tables = [{"title": "Columns", "columns": ["column", "kind", "type", "missing share", "range"], "rows": rows}]
-    return {"summary": summary, "tables": tables, "notes": notes, "profile": profile}, {}
+    summary: dict[str, Any] = {"rows": profile.get("n_rows", len(frame)), "columns": len(columns)}
+    result: dict[str, Any] = {"summary": summary, "tables": tables, "profile": profile}
+    if not training_profile:
+        result["notes"] = [
+            "No training-data profile was registered with this version, so the evaluation data is profiled on its "
+            "own (register one with the version: manage.py profile_data train.csv)."
+        ]
+        return result, {}
+    progress(0.5, "Comparing with the training data")
+    comparison = data_quality.compare(training_profile, frame)
+    result["comparison"] = comparison
+    schema = comparison.get("schema") or {}
+    shifted = {name: c for name, c in (comparison.get("columns") or {}).items() if c.get("psi") is not None}
+    summary.update({
+        "missing_columns": len(schema.get("missing_columns") or []),
+        "extra_columns": len(schema.get("extra_columns") or []),
+        "max_psi": max((c["psi"] for c in shifted.values()), default=None),
+    })  # fmt: skip
+    tables.insert(0, {
+        "title": "Against the training data", "columns": ["column", "PSI", "level", "missing share (train → eval)"],
+        "rows": [[name, _round(c.get("psi")), c.get("psi_level"),
+                  f"{_round(c.get('missing_share_train'))} → {_round(c.get('missing_share_eval'))}"]
+                 for name, c in (comparison.get("columns") or {}).items()],
+    })  # fmt: skip
+    notes = []
+    if schema.get("missing_columns"):
+        notes.append(f"Columns of the training data missing here: {', '.join(schema['missing_columns'])}.")
+    major = [name for name, c in shifted.items() if c.get("psi_level") == "major shift"]
+    if major:
+        notes.append(f"Major distribution shift (PSI > 0.25) in: {', '.join(major)}.")
+    result["notes"] = notes or ["The evaluation data resembles the training data on every compared column."]
+    return result, {}
 
 
 _KINDS = {
@@ -215,7 +250,6 @@ _KINDS = {
     "fairness": _fairness,
     "performance": _performance,
     "robustness": _robustness,
-    "data_quality": _data_quality,
 }
 
 
