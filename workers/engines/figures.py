@@ -25,6 +25,15 @@ def figure(data: Sequence[Mapping[str, Any]], layout: Mapping[str, Any]) -> Figu
     return jsonable({"data": list(data), "layout": dict(layout)})
 
 
+def rounded(values: Any, digits: int = 5) -> np.ndarray:
+    """``values`` to ``digits`` significant digits: point clouds need no more, and the JSON shrinks."""
+    a = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(a)))
+        scale = np.where(np.isfinite(magnitude), 10.0 ** (digits - 1 - magnitude), 1.0)
+        return np.where(np.isfinite(a) & (a != 0), np.round(a * scale) / scale, a)
+
+
 def _layout(title: str, x_title: str = "", y_title: str = "", **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
         "title": {"text": title},
@@ -210,10 +219,10 @@ def beeswarm(
     trace = {
         "type": "scattergl",
         "mode": "markers",
-        "x": np.concatenate(xs) if xs else [],
-        "y": np.concatenate(ys) if ys else [],
+        "x": rounded(np.concatenate(xs)) if xs else [],
+        "y": np.round(np.concatenate(ys), 3) if ys else [],
         "marker": {
-            "color": np.concatenate(cs) if cs else [],
+            "color": np.round(np.concatenate(cs), 3) if cs else [],
             "colorscale": VALUE_COLOURSCALE,
             "cmin": 0,
             "cmax": 1,
@@ -258,11 +267,18 @@ def dependence(
     marker: dict[str, Any] = {"size": 5, "opacity": 0.7, "color": COLOURS[0]}
     if colour is not None:
         marker.update(
-            color=colour,
+            color=np.round(np.asarray(colour, dtype=np.float64), 3),
             colorscale=VALUE_COLOURSCALE,
             cmin=0,
             cmax=1,
             colorbar={"title": {"text": colour_feature or ""}, "tickvals": [0, 1], "ticktext": ["low", "high"]},
         )
-    trace = {"type": "scattergl", "mode": "markers", "x": x, "y": shap_values, "marker": marker, "showlegend": False}
+    trace = {
+        "type": "scattergl",
+        "mode": "markers",
+        "x": rounded(x),
+        "y": rounded(shap_values),
+        "marker": marker,
+        "showlegend": False,
+    }
     return figure([trace], _layout(f"Dependence on {feature}", feature, value_title))

@@ -28,7 +28,7 @@ def jsonable(obj: Any) -> Any:
         value = float(obj)
         return value if math.isfinite(value) else None
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
+        return _array(obj)
     if isinstance(obj, Mapping):
         return {str(jsonable(k)) if not isinstance(k, str) else k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -43,3 +43,15 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return jsonable(obj.item())
     return str(obj)
+
+
+def _array(a: np.ndarray) -> list[Any]:
+    """Nested lists from an array without visiting each element in Python where it can be avoided."""
+    if a.dtype.kind in "biu":
+        return a.tolist()
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if finite.all():
+            return a.astype(np.float64, copy=False).tolist()
+        return np.where(finite, a, None).tolist()
+    return jsonable(a.tolist())
