@@ -54,7 +54,10 @@ def test_every_kind_produces_a_stored_document(world, kind):
     if kind == "explainability":
         assert result["ranking"][0] in ("debt", "income")  # the generated target depends on them
         assert all("value" not in f for row in result["shap"]["rows"] for f in row.get("features", []))
-        assert figures
+        assert {"importance", "attribution_spread", "dependence_debt"} <= set(figures)
+        assert "beeswarm" not in figures  # it draws individual rows' feature values
+        dependence = figures["dependence_debt"]["data"][0]
+        assert 2 <= len(dependence["x"]) <= 10  # deciles, not rows
     if kind == "fairness":
         assert 0 < result["overall"]["demographic_parity_ratio"] <= 1
         assert {"equalized_odds_difference", "demographic_parity_difference"} <= set(result["overall"])

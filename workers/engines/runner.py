@@ -70,7 +70,8 @@ def _explainability(model, frame, data, params, progress):
         include_feature_values=False, progress=shap_progress,
     )  # fmt: skip
     shap_doc = summary.as_dict()
-    figures = shap_doc.pop("figures", {}) or {}
+    shap_doc.pop("figures", None)
+    figures = _shap_figures(summary, data.X)
     result: dict[str, Any] = {
         "summary": {f"mean_abs_shap.{item['feature']}": item["mean_abs_shap"] for item in _importance(summary)[:10]},
         "tables": [
@@ -100,6 +101,52 @@ def _explainability(model, frame, data, params, progress):
             "rows": [[i.get("feature"), _round(i.get("mean_abs_weight", i.get("weight")))] for i in lime.importance],
         })  # fmt: skip
     return result, figures
+
+
+def _shap_figures(summary, X) -> dict[str, Any]:
+    """Figures from aggregates only. The engine's beeswarm and dependence plots draw individual rows'
+    feature values; evidence keeps the importance bar, the spread of attributions per feature
+    (quartiles) and dependence as the mean attribution per quantile bin of the feature."""
+    figures_out = {"importance": summary.figures["importance"]} if "importance" in summary.figures else {}
+    values = summary.values
+    if values is None:
+        return figures_out
+    if values.ndim == 3:
+        values = values[:, :, -1]
+    names = list(summary.feature_names)
+    top = [item["feature"] for item in summary.importance[:10]]
+    columns = [names.index(f) for f in top]
+    quartiles = np.percentile(values[:, columns], [5, 25, 50, 75, 95], axis=0)
+    figures_out["attribution_spread"] = {
+        "data": [{
+            "type": "box", "orientation": "h", "y": top, "name": "SHAP",
+            "lowerfence": _rounded(quartiles[0]), "q1": _rounded(quartiles[1]), "median": _rounded(quartiles[2]),
+            "q3": _rounded(quartiles[3]), "upperfence": _rounded(quartiles[4]),
+        }],
+        "layout": {"title": {"text": "Spread of attributions (5th–95th percentile)"},
+                   "xaxis": {"title": {"text": "SHAP value"}}, "yaxis": {"autorange": "reversed"}, "showlegend": False},
+    }  # fmt: skip
+    if values.shape[0] != len(X):  # a model-agnostic explainer explained a sample: no per-row alignment here
+        return figures_out
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=names)
+    for feature in top[:3]:
+        column = pd.to_numeric(frame[feature], errors="coerce")
+        bins = pd.qcut(column, q=min(10, max(column.nunique(), 1)), duplicates="drop")
+        grouped = pd.DataFrame({"x": column, "shap": values[:, names.index(feature)], "bin": bins}).groupby(
+            "bin", observed=True
+        )
+        stats = grouped.agg(x=("x", "mean"), shap=("shap", "mean"), n=("shap", "size"))
+        figures_out[f"dependence_{feature}"] = {
+            "data": [{"type": "scatter", "mode": "lines+markers", "x": _rounded(stats["x"]), "y": _rounded(stats["shap"]),
+                      "text": [f"{int(n)} rows" for n in stats["n"]], "name": feature}],
+            "layout": {"title": {"text": f"Dependence on {feature} (mean per decile)"},
+                       "xaxis": {"title": {"text": feature}}, "yaxis": {"title": {"text": "mean SHAP value"}}},
+        }  # fmt: skip
+    return figures_out
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), 6) for v in np.asarray(values, dtype=np.float64)]
 
 
 def _fairness(model, frame, data, params, progress):
