@@ -551,3 +551,30 @@ def test_team_admin_creates_and_edits_a_team_policy_as_new_revisions(login, user
     assert response.status_code == 400 and "impossible quorum" in _text(response)
     policy.refresh_from_db()
     assert policy.revision == 2 and PolicyRevision.objects.filter(policy=policy).count() == 2
+
+
+def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, model, superuser):
+    from governance.approvals import services as approval_services
+    from governance.approvals.models import ModelPolicy, Policy
+    from governance.audit.context import audit_context
+    from governance.audit.models import AuditEvent
+
+    with audit_context(source="cli", actor=superuser):
+        strict = approval_services.policy_create(
+            actor=superuser, name="Strict credit", rules={"environments": {"production": {"min_approvals": 2}}}
+        )
+    url = reverse("model-policy", args=[model.pk])
+    page = login(users.admin).get(model.get_absolute_url()).content.decode()
+    assert "default of its risk tier" in page and "Strict credit" in page and url in page
+    assert url not in login(users.author).get(model.get_absolute_url()).content.decode()
+    assert login(users.author).post(url, {"policy": strict.pk}).status_code == 403
+    assert login(users.outsider).post(url, {"policy": strict.pk}).status_code == 404
+    assert not ModelPolicy.objects.exists()
+    response = login(users.admin).post(url, {"policy": strict.pk}, follow=True)
+    assert "now governed by" in response.content.decode() and "chosen for this model" in response.content.decode()
+    assert ModelPolicy.objects.get(model=model).policy == strict
+    login(users.admin).post(url, {"policy": ""})
+    assert not ModelPolicy.objects.exists()
+    assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 2
+    assert login(users.admin).post(url, {"policy": "nonsense"}).status_code == 302
+    assert Policy.objects.filter(pk=strict.pk).exists()

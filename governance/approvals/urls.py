@@ -9,6 +9,7 @@ urlpatterns = [
     path("reviews/<int:pk>/withdraw/", views.review_withdraw, name="review-withdraw"),
     path("versions/<int:pk>/request-review/", views.review_request, name="review-request"),
     path("versions/<int:pk>/checklist/", views.checklist_tick, name="checklist-tick"),
+    path("models/<int:pk>/policy/", views.model_policy, name="model-policy"),
     path("policies/", views.policy_list, name="policies"),
     path("policies/new/", views.policy_create, name="policy-create"),
     path("policies/<int:pk>/", views.policy_detail, name="policy-detail"),

@@ -411,3 +411,28 @@ def policy_edit(request, pk: int):
         "open_requests": presenters.open_request_count(policy),
     }
     return render(request, "approvals/policy_form.html", context, status=status)
+
+
+@login_required
+@require_POST
+def model_policy(request, pk: int):
+    """Give a model its own policy, or send it back to its risk tier's default (team admins)."""
+    model = get_object_or_404(registry_selectors.model_list(user=request.user), pk=pk)
+    choice = request.POST.get("policy", "")
+    policy = None
+    if choice:
+        visible = selectors.policy_list(user=request.user)
+        policy = visible.filter(pk=int(choice)).first() if choice.isdigit() else None
+        if policy is None:
+            messages.error(request, "Choose one of the listed policies.")
+            return redirect(model)
+    try:
+        services.policy_assign(actor=request.user, policy=policy, model=model)
+    except DomainError as exc:
+        show_domain_error(request, exc)
+        if exc.status == 403:
+            raise PermissionDenied(exc.detail) from None
+        return redirect(model)
+    chosen = selectors.policy_for_model(model)
+    messages.success(request, f"{model.name} is now governed by “{chosen.name}”.")
+    return redirect(model)

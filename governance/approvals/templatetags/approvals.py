@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
-from governance.approvals import presenters
+from governance.approvals import presenters, selectors
 
 register = template.Library()
 
@@ -77,3 +77,24 @@ def version_gate_panel(context, version):
 @register.filter
 def request_status(status: str) -> str:
     return presenters.request_status_label(status).lower()
+
+
+@register.inclusion_tag("approvals/_model_policy.html", takes_context=True)
+def model_policy_panel(context, model):
+    """The model's governing policy on its page, and the choice of another for team admins."""
+    from governance.accounts.permissions import can
+    from governance.approvals.models import ModelPolicy
+    from governance.core.errors import DomainError
+
+    user = context["request"].user
+    try:
+        current = selectors.policy_for_model(model)
+    except DomainError:
+        current = None
+    overridden = ModelPolicy.objects.filter(model=model).exists()
+    may_assign = can(user, "team.manage", model.team_id)
+    choices = []
+    if may_assign:
+        choices = [p for p in selectors.policy_list(user=user) if p.team_id in (None, model.team_id)]
+    return {"model": model, "current": current, "overridden": overridden, "may_assign": may_assign,
+            "choices": choices, "csrf_token": context.get("csrf_token")}  # fmt: skip
