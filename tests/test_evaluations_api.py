@@ -139,3 +139,64 @@ def test_parquet_is_accepted(api, users, version):
     r = post(api.as_user(users.author), version, data=upload, kind="performance", sensitive_features="[]")
     assert r.status_code == 201, r.content[:300]
     assert r.json()["data_rows"] == 400
+
+
+def test_a_run_can_reuse_the_retained_data_of_an_earlier_run(api, users, version, make_version):
+    client = api.as_user(users.author)
+    kept = post(client, version, retain_data="true").json()
+    assert kept["retain_data"] is True and len(stored_files()) == 1
+    newer = make_version(version.model)
+    r = client.post("/api/v1/evaluations/", {"version": newer.pk, "kind": "fairness", "target_column": "default",
+                    "sensitive_features": '["sex"]', "data_from_run": kept["id"]}, format="multipart")  # fmt: skip
+    assert r.status_code == 201, r.content[:300]
+    assert r.json()["data_sha256"] == kept["data_sha256"] and r.json()["data_rows"] == 400
+    assert len(stored_files()) == 2  # a copy: each run deletes its own
+    not_kept = post(client, version, parameters='{"bootstrap": 7}').json()
+    r = client.post("/api/v1/evaluations/", {"version": newer.pk, "kind": "fairness", "target_column": "default",
+                    "sensitive_features": '["sex"]', "data_from_run": not_kept["id"]}, format="multipart")  # fmt: skip
+    assert_error(r, 400, "data_not_retained")
+    assert_error(client.post("/api/v1/evaluations/", {"version": newer.pk, "kind": "performance",
+                 "target_column": "default", "data_from_run": 10**6}, format="multipart"), 404, "run_not_found")  # fmt: skip
+    assert_error(client.post("/api/v1/evaluations/", {"version": newer.pk, "kind": "performance",
+                 "target_column": "default"}, format="multipart"), 400, "missing_data")  # fmt: skip
+
+
+def test_the_policy_runs_its_evaluations_on_every_new_version(api, users, superuser, model, version, make_version,
+                                                              django_capture_on_commit_callbacks):  # fmt: skip
+    from governance.approvals import services as approvals
+
+    with audit_context_for(superuser):
+        policy = approvals.policy_create(
+            actor=superuser,
+            name="Auto",
+            rules={
+                "environments": {"production": {"min_approvals": 1}},
+                "auto_evaluations": ["fairness", "performance"],
+            },
+        )
+        approvals.policy_assign(actor=superuser, policy=policy, model=model)
+    client = api.as_user(users.author)
+    kept = post(client, version, retain_data="true", parameters='{"bootstrap": 30}').json()
+    with django_capture_on_commit_callbacks() as sent:  # the inspection and the evaluation are queued on commit
+        r = client.post("/api/v1/versions/", {"model": model.pk, "artifact": _artifact()}, format="multipart")
+    assert r.status_code == 201, r.content[:300]
+    runs = EvaluationRun.objects.filter(version_id=r.json()["id"])
+    # fairness again with the same parameters and a copy of the retained data; no performance run had data
+    assert [(run.kind, run.parameters["bootstrap"], run.data_sha256) for run in runs] == [
+        ("fairness", 30, kept["data_sha256"])
+    ]
+    assert runs[0].requested_by == users.author and runs[0].retain_data is False
+    assert len(sent) == 2
+    assert AuditEvent.objects.filter(action="evaluation.request", object_id=str(runs[0].pk)).count() == 1
+
+
+def audit_context_for(user):
+    from governance.audit.context import audit_context
+
+    return audit_context(source="cli", actor=user)
+
+
+def _artifact():
+    from tests.conftest import make_artifact
+
+    return make_artifact()

@@ -159,9 +159,16 @@ class Rules(_Strict):
         "An empty object approves nothing (for prohibited uses)."
     )
     gates: list[Gate] = Field(default_factory=list, max_length=50)
+    auto_evaluations: list[EvaluationKind] = Field(
+        default_factory=list, max_length=len(EVALUATION_KINDS),
+        description="Evaluations run on every new version of the model, with the retained data and the "
+        "parameters of that kind's newest run on an earlier version.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self):
+        if len(set(self.auto_evaluations)) != len(self.auto_evaluations):
+            raise ValueError("auto_evaluations lists a kind twice")
         for i, gate in enumerate(self.gates):
             outside = sorted(set(gate.environments or ()) - set(self.environments))
             if outside:

@@ -34,7 +34,7 @@ from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted
 from governance.notifications import services as notifications
 from governance.registry import services as registry
 from governance.registry.models import EDITABLE_STAGES, ModelVersion, RegisteredModel, RiskTier, Stage
-from governance.registry.signals import evidence_changed
+from governance.registry.signals import evidence_changed, version_registered
 
 User = get_user_model()
 
@@ -402,6 +402,20 @@ def checklist_tick(
 
 
 # --- stale evidence ---------------------------------------------------------------------------------
+
+
+@receiver(version_registered, dispatch_uid="approvals.auto_evaluations")
+def _on_version_registered(sender, *, version: ModelVersion, actor=None, **kwargs) -> None:
+    """The policy's automatic evaluations of a new version, requested as its registrant."""
+    try:
+        policy = selectors.policy_for_model(version.model)
+    except Conflict:  # no policy for the tier: nothing to run (requesting a review will say so)
+        return
+    rules = R.parse(selectors.policy_revision_current(policy).rules)
+    if rules.auto_evaluations and actor is not None:
+        from governance.evaluations import services as evaluations
+
+        evaluations.runs_auto_request(actor=actor, version=version, kinds=list(rules.auto_evaluations))
 
 
 @receiver(evidence_changed, dispatch_uid="approvals.refreeze")

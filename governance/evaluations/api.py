@@ -44,7 +44,12 @@ class RunIn(serializers.Serializer):
     version = serializers.IntegerField()
     kind = serializers.CharField(max_length=40, help_text=", ".join(EvaluationKind.values))
     # an empty file is the service's to refuse, with its own code
-    data = serializers.FileField(allow_empty_file=True, help_text="CSV or Parquet with the model's feature columns.")
+    data = serializers.FileField(
+        allow_empty_file=True, required=False, help_text="CSV or Parquet with the model's feature columns."
+    )
+    data_from_run = serializers.IntegerField(
+        required=False, help_text="Instead of a file: an earlier run whose data was retained (it is copied)."
+    )
     target_column = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     sensitive_features = serializers.JSONField(
         binary=True, required=False, default=list, help_text='JSON list of one or two columns, e.g. ["sex"].'
@@ -95,7 +100,12 @@ class EvaluationRunViewSet(viewsets.ReadOnlyModelViewSet):
         version = registry_selectors.version_list(user=request.user).filter(pk=data.pop("version")).first()
         if version is None:
             raise NotFound("No such version, or you cannot see it.", code="version_not_found")
-        made = services.run_request(actor=request.user, version=version, **data)
+        source = None
+        if "data_from_run" in data:
+            source = self.get_queryset().filter(pk=data.pop("data_from_run")).first()
+            if source is None:
+                raise NotFound("No such evaluation run, or you cannot see it.", code="run_not_found")
+        made = services.run_request(actor=request.user, version=version, data_from=source, **data)
         body = RunOut(self.get_queryset().get(pk=made.run.pk)).data
         return Response(body, status=status.HTTP_201_CREATED if made.created else status.HTTP_200_OK)
 

@@ -44,10 +44,15 @@ class Requested:
 
 
 def run_request(
-    *, actor, version: ModelVersion, kind: str, data, target_column: str = "", sensitive_features: list | None = None,
-    parameters: dict | None = None, retain_data: bool = False,
+    *, actor, version: ModelVersion, kind: str, data=None, data_from: EvaluationRun | None = None,
+    target_column: str = "", sensitive_features: list | None = None, parameters: dict | None = None,
+    retain_data: bool = False,
 ) -> Requested:  # fmt: skip
-    """Validate the data and parameters, store the data, and queue the run (once per identical evaluation)."""
+    """Validate the data and parameters, store the data, and queue the run (once per identical evaluation).
+
+    The data is an upload, or ``data_from``: the retained data of an earlier run (of this model or
+    another the actor can see), copied so that each run owns, and deletes, its own file.
+    """
     require_scope(actor, "write")
     require(actor, "evaluation.request", team_id=version.model.team_id, roles=REQUESTERS, what="request an evaluation")
     if kind not in EvaluationKind.values:
@@ -66,7 +71,16 @@ def run_request(
             "Name one or two sensitive feature columns.", code="invalid_sensitive_features",
             fields={"sensitive_features": "One or two columns."},
         )  # fmt: skip
-    stored = datasets.store(data, storage=data_storage())  # outside the transaction: files are not transactional
+    if (data is None) == (data_from is None):
+        raise ValidationFailed(
+            "Attach the evaluation data, or name an earlier run whose data was retained (data_from_run).",
+            code="missing_data", fields={"data": "Upload a file or name a run."},
+        )  # fmt: skip
+    if data_from is not None:
+        with _retained_copy(data_from) as copy:
+            stored = datasets.store(copy, storage=data_storage())
+    else:
+        stored = datasets.store(data, storage=data_storage())  # outside the transaction: files are not transactional
     try:
         summary = datasets.check(
             stored, storage=data_storage(), target_column=target_column, sensitive_features=sensitive,
@@ -98,6 +112,50 @@ def run_request(
     except BaseException:
         data_storage().delete(stored.path)
         raise
+
+
+def _retained_copy(source: EvaluationRun):
+    """The retained data file of ``source``, opened for ``datasets.store`` to copy."""
+    from django.core.files import File
+
+    if not source.retain_data or source.data_deleted_at is not None or not source.data_path:
+        raise ValidationFailed(
+            f"Run #{source.pk} did not retain its data; request it again with the data, or retain it next time.",
+            code="data_not_retained",
+        )
+    if not data_storage().exists(source.data_path):
+        raise ValidationFailed(f"The retained data of run #{source.pk} is gone.", code="data_not_retained")
+    handle = File(data_storage().open(source.data_path, "rb"), name=source.data_name or source.data_path)
+    return handle
+
+
+def runs_auto_request(*, actor, version: ModelVersion, kinds: list[str]) -> list[EvaluationRun]:
+    """The evaluations a policy runs on every new version: each kind again, with the parameters and
+    the retained data of that kind's newest run on an earlier version of the model. A kind with no
+    such run is skipped (there is no data to run it on)."""
+    made = []
+    for kind in kinds:
+        source = (
+            EvaluationRun.objects.filter(
+                version__model_id=version.model_id,
+                version__number__lt=version.number,
+                kind=kind,
+                retain_data=True,
+                data_deleted_at__isnull=True,
+            )  # fmt: skip
+            .order_by("-version__number", "-id")
+            .first()
+        )
+        if source is None:
+            continue
+        parameters = {k: v for k, v in source.parameters.items()}
+        made.append(
+            run_request(
+                actor=actor, version=version, kind=kind, data_from=source, target_column=source.target_column,
+                sensitive_features=source.sensitive_features, parameters=parameters, retain_data=False,
+            ).run
+        )  # fmt: skip
+    return made
 
 
 def _current(version: ModelVersion, digest: str) -> EvaluationRun | None:
