@@ -123,3 +123,14 @@ def test_the_version_page_lists_its_evidence_with_a_comparison_link(login, users
         client.get(newer.get_absolute_url())
     assert len(more) == len(few)  # the evidence card does not grow with its runs
     assert login(users.viewer).get(newer.get_absolute_url()).content.decode().count("Run an evaluation") == 0
+
+
+def test_the_version_page_says_whether_evaluations_will_load_a_pickle(login, users, model, make_version):
+    from governance.accounts.models import Membership, Role
+
+    trusted = make_version(model)  # joblib, uploaded by the team's author
+    page = login(users.viewer).get(trusted.get_absolute_url()).content.decode()
+    assert "evaluations load it because an author of Credit Risk uploaded it" in page
+    Membership.objects.filter(user=users.author, role=Role.AUTHOR).delete()
+    page = login(users.viewer).get(trusted.get_absolute_url()).content.decode()
+    assert "evaluations will not load it" in page

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 
+from governance.accounts.models import Membership, Role
 from governance.accounts.permissions import can, roles_in
 from governance.accounts.selectors import team_list
 from governance.audit import selectors as audit_selectors
@@ -344,6 +345,11 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
         "meta": meta,
         "inspected": inspected,
         "pickle_based": pickle_based,
+        # the evaluation worker loads a pickle only when an author of the owning team uploaded it
+        "pickle_trusted": pickle_based
+        and Membership.objects.filter(
+            user_id=version.created_by_id, team_id=version.model.team_id, role__in=[Role.AUTHOR, Role.ADMIN]
+        ).exists(),
         "download_url": reverse("api:version-artifact", args=[version.pk]),
         "metrics": sorted(version.metrics.items()) if isinstance(version.metrics, dict) else [],
         "hyperparameters": sorted(version.hyperparameters.items()) if isinstance(version.hyperparameters, dict) else [],
