@@ -85,7 +85,7 @@ def test_a_review_from_request_to_gate_pass_and_a_rejection_in_chromium(live_ser
             author.get_by_role("button", name="Request review").click()
         assert "/reviews/" in author.url
         review_url = author.url
-        assert "separation of duties" in author.inner_text("#decide")
+        assert "Separation of duties" in author.inner_text("#decide")
 
         # the reviewer finds it in "Awaiting my review" and approves with the keyboard
         reviewer = _sign_in(browser, base, "reviewer")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -520,8 +521,12 @@ def eligible_reviewers(request: ApprovalRequest) -> list:
     members = Membership.objects.filter(team_id=team_id).values("user")
     outside = Membership.objects.filter(role__in=wanted).exclude(user__in=members).values("user")
     barred = {request.version.created_by_id, request.requested_by_id}
+    # two IN subqueries, not a UNION: SQLite refuses ORDER BY (from Membership's ordering) in compound selects
     return list(
-        User.objects.filter(is_active=True).filter(pk__in=inside.union(outside)).exclude(pk__in=barred - {None})
+        User.objects.filter(is_active=True)
+        .filter(Q(pk__in=inside) | Q(pk__in=outside))
+        .exclude(pk__in=barred - {None})
+        .distinct()
     )
 
 
