@@ -671,3 +671,33 @@ def test_evidence_that_lands_before_any_decision_joins_the_freeze_quietly(users,
     assert AuditEvent.objects.filter(action="review.stale", object_id=str(req.pk)).count() == 1
     decide(req, users.approver)
     assert gate(version).passed
+
+
+def test_evaluation_fairness_and_metric_gates_read_charters_own_evaluations(users, model, version, use_policy):
+    from governance.evaluations import services as evaluations
+    from tests.test_evaluations_api import credit_frame, csv_upload
+
+    use_policy(model, {**NO_GATES_ONE_APPROVER, "gates": [
+        {"kind": "evaluation", "evaluation": "performance"},
+        {"kind": "metric", "metric": "accuracy", "min": 0.95},
+        {"kind": "fairness", "features": ["sex"], "dp_ratio_min": 0.8},
+    ]})  # fmt: skip
+    assert [line.status for line in gate(version).gates] == ["missing", "failed", "missing"]  # registered 0.9
+
+    def finished(kind, result, sensitive=()):
+        with audit_context(source="cli", actor=users.author):
+            run = evaluations.run_request(actor=users.author, version=version, kind=kind, data=csv_upload(credit_frame()),
+                                          target_column="default", sensitive_features=list(sensitive)).run  # fmt: skip
+        with audit_context(source="task"):
+            evaluations.run_start(run_id=run.pk, host="h")
+            evaluations.run_finish(run_id=run.pk, result=result, figures={}, environment={},
+                                   artifact_sha256=version.artifact_sha256)  # fmt: skip
+        return run
+
+    perf = finished("performance", {"summary": {}, "metrics": {"accuracy": 0.97}})
+    fair = finished("fairness", {"summary": {}, "overall": {"demographic_parity_ratio": 0.62}}, sensitive=["sex"])
+    lines = gate(version).gates
+    assert [line.status for line in lines] == ["passed", "passed", "failed"]
+    assert f"Run #{perf.pk}" in lines[0].detail and "performance evaluation" in lines[1].detail
+    assert f"Run #{fair.pk}" in lines[2].detail and "0.620" in lines[2].detail
+    assert lines[0].link == perf.get_absolute_url()

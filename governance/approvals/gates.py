@@ -157,12 +157,15 @@ def _newest(inputs: Inputs, kind: str, accept=lambda run: True):
 
 
 def _evaluation(gate: R.EvaluationGate, inputs: Inputs) -> Line:
-    label = f"A {gate.evaluation.replace('_', ' ')} evaluation" + (
-        " newer than the artifact" if gate.newer_than_artifact else ""
-    )
-    return Line(
-        gate.kind, label, MISSING, f"No {gate.evaluation.replace('_', ' ')} evaluation has run on this version."
-    )
+    name = gate.evaluation.replace("_", " ")
+    label = f"A {name} evaluation" + (" of the current artifact" if gate.newer_than_artifact else "")
+    if gate.newer_than_artifact:
+        run = _newest(inputs, gate.evaluation)
+    else:
+        run = next((r for r in inputs.runs if r.kind == gate.evaluation), None)
+    if run is None:
+        return Line(gate.kind, label, MISSING, f"No {name} evaluation has succeeded on this version's artifact yet.")
+    return Line(gate.kind, label, PASSED, f"Run #{run.pk} finished on {run.finished_at:%Y-%m-%d %H:%M}.", _url(run))
 
 
 def _fairness(gate: R.FairnessGate, inputs: Inputs) -> Line:

@@ -65,6 +65,20 @@ CHURN_FEATURES = [
 ]  # fmt: skip
 
 
+def credit_rules() -> dict:
+    """The credit team's policy: the high-risk default with evidence gates over Charter's evaluations."""
+    from governance.approvals.rules import default_rules
+
+    rules = default_rules("high")
+    rules["gates"] += [
+        {"kind": "evaluation", "evaluation": "performance"},
+        {"kind": "metric", "metric": "roc_auc", "min": 0.7},
+        {"kind": "fairness", "features": CREDIT_SENSITIVE, "dp_ratio_min": 0.8, "eo_diff_max": 0.2},
+    ]
+    rules["auto_evaluations"] = ["fairness", "performance"]
+    return rules
+
+
 # --- data -----------------------------------------------------------------------------------
 
 
@@ -386,6 +400,8 @@ class Command(BaseCommand):
             return version
 
         def register(model, number, item: Trained, **fields):
+            if model.name == "credit-scoring":
+                fields.setdefault("training_profile", self._credit_profile())
             return version_create(
                 actor=author, model=model, artifact=item.artifact(f"{model.name}-v{number}.joblib"), framework="sklearn",
                 artifact_format="sklearn-joblib", preprocessing_fingerprint=item.fingerprint,
@@ -457,6 +473,16 @@ class Command(BaseCommand):
         sections = credit_card(3, c3, "gradient boosting (300 trees, depth 2)")
         sections["ethical_considerations"] = ""
         card_save(actor=author, version=v3, sections=sections, comment="Card for the shallower boosting candidate.")
+        # The credit team's own policy: the tier defaults plus evidence gates fed by Charter's evaluations.
+        credit_policy = approvals.policy_create(
+            actor=users["admin"], team=credit_team, name="Credit decisions",
+            description="High-risk default plus fairness over sex and age band, and a measured ROC AUC.",
+            rules=credit_rules(), comment="Fairness and performance evidence for underwriting models.",
+        )  # fmt: skip
+        approvals.policy_assign(actor=users["admin"], policy=credit_policy, model=credit)
+        holdout = self._credit_holdout()
+        for version, retain in ((v2, True), (v3, False)):
+            self._evaluate(author, version, holdout, retain=retain)
         v3 = walk(v3, (author, "in_review", "Smoother score distribution; please review."))
         versions += [v1, v2, v3]
 
@@ -517,6 +543,36 @@ class Command(BaseCommand):
         )
         versions.append(x1)
         return versions
+
+    def _credit_frame(self):
+        return pd.read_csv(settings.VAR_DIR / "demo" / "credit.csv")
+
+    def _credit_profile(self) -> dict:
+        from workers.engines.data_quality import profile
+
+        frame = self._credit_frame()
+        return profile(frame[frame["split"] == "train"].drop(columns=["split"]))
+
+    def _credit_holdout(self) -> bytes:
+        frame = self._credit_frame()
+        return frame[frame["split"] == "test"].drop(columns=["split"]).to_csv(index=False).encode()
+
+    def _evaluate(self, actor, version, holdout: bytes, *, retain: bool) -> None:
+        """Queue real evaluations of the version on the hold-out split; the demo's worker runs them."""
+        from governance.evaluations.services import run_request
+
+        plans = [
+            ("fairness", CREDIT_SENSITIVE, {"bootstrap": 200}),
+            ("performance", [], {"slice_column": "age_band"}),
+            ("explainability", [], {"lime_rows": 3}),
+            ("data_quality", [], {}),
+        ]
+        for kind, sensitive, parameters in plans:
+            run_request(
+                actor=actor, version=version, kind=kind, data=SimpleUploadedFile("credit-holdout.csv", holdout),
+                target_column=CREDIT_TARGET if kind != "data_quality" else "", sensitive_features=sensitive,
+                parameters=parameters, retain_data=retain,
+            )  # fmt: skip
 
     def _summary(self, versions, var_dir, password: str) -> None:
         self.stdout.write(self.style.SUCCESS("Demo data loaded."))
