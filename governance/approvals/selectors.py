@@ -6,6 +6,9 @@ requests whose policy asks for an independent reviewer or approver from outside 
 
 from __future__ import annotations
 
+import functools
+import json
+
 from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -120,17 +123,36 @@ def policy_revision_current(policy: Policy) -> PolicyRevision:
 
 
 def policy_for_model(model: RegisteredModel) -> Policy:
-    """The model's own policy when one is assigned, otherwise the default of its risk tier."""
-    override = ModelPolicy.objects.select_related("policy").filter(model=model).first()
-    if override is not None:
-        return override.policy
-    policy = Policy.objects.filter(team__isnull=True, risk_tier=model.risk_tier).first()
+    """The model's own policy when one is assigned, otherwise the default of its risk tier (one query)."""
+    assigned = ModelPolicy.objects.filter(model=model, policy=OuterRef("pk"))
+    policy = (
+        Policy.objects.filter(Q(assignments__model=model) | Q(team__isnull=True, risk_tier=model.risk_tier))
+        .annotate(assigned=Exists(assigned))
+        .order_by("-assigned")
+        .first()
+    )
     if policy is None:
         raise Conflict(
             f"No policy governs {model.get_risk_tier_display().lower()}-risk models: an administrator must create one.",
             code="no_policy",
         )
     return policy
+
+
+def current_rules(policy: Policy) -> R.Rules:
+    """The parsed rules of the policy's current revision."""
+    revision = policy_revision_current(policy)
+    return parsed_rules(revision.pk, revision.rules)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(revision_id: int, text: str) -> R.Rules:
+    return R.parse(json.loads(text))
+
+
+def parsed_rules(revision_id: int, rules: dict) -> R.Rules:
+    """Revisions never change, so their parsed rules are cached per revision (keyed by content too)."""
+    return _parse_cached(revision_id, json.dumps(rules, sort_keys=True))
 
 
 # --- requests ---------------------------------------------------------------------------------

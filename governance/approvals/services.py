@@ -412,7 +412,7 @@ def _on_version_registered(sender, *, version: ModelVersion, actor=None, **kwarg
         policy = selectors.policy_for_model(version.model)
     except Conflict:  # no policy for the tier: nothing to run (requesting a review will say so)
         return
-    rules = R.parse(selectors.policy_revision_current(policy).rules)
+    rules = selectors.current_rules(policy)
     if rules.auto_evaluations and actor is not None:
         from governance.evaluations import services as evaluations
 
