@@ -58,9 +58,15 @@ def wipe() -> None:
     tables = sorted(t for t in connection.introspection.django_table_names(only_existing=True) if t not in keep)
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(connection.ops.quote_name(t) for t in tables)} RESTART IDENTITY CASCADE")
+    import importlib
+
+    from django.apps import apps
+
     from governance.audit.models import ChainHead
 
     ChainHead.objects.get_or_create(id=1)
+    # what the data migrations put there: the default policy of each risk tier
+    importlib.import_module("governance.approvals.migrations.0002_default_policies").create(apps, None)
 
 
 def vacuum_analyze(*tables: str) -> None:

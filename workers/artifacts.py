@@ -20,4 +20,8 @@ def inspect_artifact(version_id: int) -> dict | None:
             declared_format=version.artifact_format,
         )  # fmt: skip
     services.version_record_inspection(version_id=version_id, metadata=report)
+    # once the artifact is known good, the evaluations its policy runs on every new version
+    from governance.approvals.services import evaluations_auto_request
+
+    evaluations_auto_request(version_id=version_id)
     return report

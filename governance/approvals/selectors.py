@@ -123,14 +123,11 @@ def policy_revision_current(policy: Policy) -> PolicyRevision:
 
 
 def policy_for_model(model: RegisteredModel) -> Policy:
-    """The model's own policy when one is assigned, otherwise the default of its risk tier (one query)."""
-    assigned = ModelPolicy.objects.filter(model=model, policy=OuterRef("pk"))
-    policy = (
-        Policy.objects.filter(Q(assignments__model=model) | Q(team__isnull=True, risk_tier=model.risk_tier))
-        .annotate(assigned=Exists(assigned))
-        .order_by("-assigned")
-        .first()
-    )
+    """The model's own policy when one is assigned, otherwise the default of its risk tier."""
+    override = ModelPolicy.objects.select_related("policy").filter(model=model).first()
+    if override is not None:
+        return override.policy
+    policy = Policy.objects.filter(team__isnull=True, risk_tier=model.risk_tier).first()
     if policy is None:
         raise Conflict(
             f"No policy governs {model.get_risk_tier_display().lower()}-risk models: an administrator must create one.",

@@ -35,7 +35,7 @@ from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted
 from governance.notifications import services as notifications
 from governance.registry import services as registry
 from governance.registry.models import EDITABLE_STAGES, ModelVersion, RegisteredModel, RiskTier, Stage
-from governance.registry.signals import evidence_changed, version_registered
+from governance.registry.signals import evidence_changed
 
 User = get_user_model()
 
@@ -405,18 +405,23 @@ def checklist_tick(
 # --- stale evidence ---------------------------------------------------------------------------------
 
 
-@receiver(version_registered, dispatch_uid="approvals.auto_evaluations")
-def _on_version_registered(sender, *, version: ModelVersion, actor=None, **kwargs) -> None:
-    """The policy's automatic evaluations of a new version, requested as its registrant."""
+def evaluations_auto_request(*, version_id: int) -> list:
+    """The evaluations the version's policy runs on every new version (``auto_evaluations``),
+    requested as the version's registrant. Called by the worker after the artifact inspection, so
+    that registering a version pays nothing for it; idempotent (a run per identical evaluation)."""
+    version = ModelVersion.objects.select_related("model", "created_by").filter(pk=version_id).first()
+    if version is None or version.created_by is None:
+        return []
     try:
         policy = selectors.policy_for_model(version.model)
     except Conflict:  # no policy for the tier: nothing to run (requesting a review will say so)
-        return
+        return []
     rules = selectors.current_rules(policy)
-    if rules.auto_evaluations and actor is not None:
-        from governance.evaluations import services as evaluations
+    if not rules.auto_evaluations:
+        return []
+    from governance.evaluations import services as evaluations
 
-        evaluations.runs_auto_request(actor=actor, version=version, kinds=list(rules.auto_evaluations))
+    return evaluations.runs_auto_request(actor=version.created_by, version=version, kinds=list(rules.auto_evaluations))
 
 
 @receiver(evidence_changed, dispatch_uid="approvals.refreeze")

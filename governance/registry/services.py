@@ -212,7 +212,6 @@ def version_create(
         )  # fmt: skip
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
         enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk, actor=actor)
-        signals.version_registered.send(sender=ModelVersion, version=version, actor=actor)
     return version
 
 

@@ -9,7 +9,3 @@ by the sender), ``reason`` (a sentence), ``actor`` (may be None for tasks).
 from django.dispatch import Signal
 
 evidence_changed = Signal()
-
-# Sent inside ``version_create``'s transaction once the version and its audit event exist.
-# Arguments: ``version``, ``actor``.
-version_registered = Signal()
