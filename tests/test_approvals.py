@@ -701,3 +701,29 @@ def test_evaluation_fairness_and_metric_gates_read_charters_own_evaluations(user
     assert f"Run #{perf.pk}" in lines[0].detail and "performance evaluation" in lines[1].detail
     assert f"Run #{fair.pk}" in lines[2].detail and "0.620" in lines[2].detail
     assert lines[0].link == perf.get_absolute_url()
+
+
+def test_the_preprocessing_gate_compares_the_fingerprint_an_evaluation_ran_with(users, model, make_version, use_policy):
+    from governance.evaluations import services as evaluations
+    from tests.test_evaluations_api import credit_frame, csv_upload
+
+    use_policy(model, {**NO_GATES_ONE_APPROVER, "gates": [{"kind": "preprocessing_fingerprint"}]})
+    assert gate(make_version(model)).gates[0].status == "missing"  # nothing registered
+    version = make_version(model, preprocessing_fingerprint="sha256:train-pipeline-v7")
+
+    def evaluated(fingerprint):
+        with audit_context(source="cli", actor=users.author):
+            run = evaluations.run_request(
+                actor=users.author, version=version, kind="performance", data=csv_upload(credit_frame()),
+                target_column="default", parameters={"preprocessing_fingerprint": fingerprint},
+            ).run  # fmt: skip
+        with audit_context(source="task"):
+            evaluations.run_start(run_id=run.pk, host="h")
+            evaluations.run_finish(run_id=run.pk, result={"metrics": {}}, figures={}, environment={},
+                                   artifact_sha256=version.artifact_sha256)  # fmt: skip
+        return gate(version).gates[0]
+
+    assert gate(version).gates[0].status == "missing"
+    assert evaluated("sha256:serving-pipeline-v6").status == "failed"
+    line = evaluated("sha256:train-pipeline-v7")
+    assert line.status == "passed" and "same preprocessing" in line.detail

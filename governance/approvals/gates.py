@@ -207,12 +207,28 @@ def _gpu_memory(gate: R.GpuMemoryGate, inputs: Inputs) -> Line:
 
 def _preprocessing(gate: R.PreprocessingGate, inputs: Inputs) -> Line:
     label = "Serving preprocessing equals training preprocessing"
-    if not inputs.version.preprocessing_fingerprint:
+    trained = inputs.version.preprocessing_fingerprint
+    if not trained:
         return Line(gate.kind, label, MISSING, "No preprocessing fingerprint was registered with the version.")
-    return Line(
-        gate.kind, label, MISSING,
-        "The training fingerprint is registered; no evaluation has recorded the fingerprint it ran with yet.",
-    )  # fmt: skip
+    run = _newest(inputs, "performance", lambda r: bool((r.parameters or {}).get("preprocessing_fingerprint")))
+    if run is None:
+        run = next(
+            (r for r in inputs.runs if r.artifact_sha256 == inputs.version.artifact_sha256
+             and (r.parameters or {}).get("preprocessing_fingerprint")), None,
+        )  # fmt: skip
+    if run is None:
+        return Line(
+            gate.kind, label, MISSING,
+            "The training fingerprint is registered; no evaluation has recorded the fingerprint of the "
+            "preprocessing that produced its data yet (parameter preprocessing_fingerprint).",
+        )  # fmt: skip
+    served = run.parameters["preprocessing_fingerprint"]
+    if served == trained:
+        return Line(gate.kind, label, PASSED, f"Run #{run.pk} ran on data from the same preprocessing ({trained[:16]}…).",
+                    _url(run))  # fmt: skip
+    return Line(gate.kind, label, FAILED,
+                f"Run #{run.pk}'s data came from preprocessing {served[:16]}…, not the training one {trained[:16]}….",
+                _url(run))  # fmt: skip
 
 
 def _rollback(gate: R.RollbackTargetGate, inputs: Inputs) -> Line:

@@ -238,7 +238,16 @@ def gate_inputs(*, version: ModelVersion, environment: str, now=None) -> gates.I
         rollback_candidates=[v for v in served if v.pk in approved],
         runs=list(
             EvaluationRun.objects.filter(version=version, status=EvaluationStatus.SUCCEEDED)
-            .only("id", "kind", "result", "sensitive_features", "artifact_sha256", "finished_at", "version_id")
+            .only(
+                "id",
+                "kind",
+                "result",
+                "sensitive_features",
+                "artifact_sha256",
+                "finished_at",
+                "version_id",
+                "parameters",
+            )
             .order_by("-finished_at", "-id")
         ),
         now=now or timezone.now(),

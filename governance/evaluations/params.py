@@ -12,6 +12,11 @@ from governance.core.errors import ValidationFailed
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    preprocessing_fingerprint: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None,
+        description="Fingerprint of the preprocessing that produced this data (the serving pipeline's), "
+        "compared by the preprocessing_fingerprint gate with the one registered for training.",
+    )
 
 
 class ExplainabilityParams(_Params):
