@@ -727,3 +727,22 @@ def test_the_preprocessing_gate_compares_the_fingerprint_an_evaluation_ran_with(
     assert evaluated("sha256:serving-pipeline-v6").status == "failed"
     line = evaluated("sha256:train-pipeline-v7")
     assert line.status == "passed" and "same preprocessing" in line.detail
+
+
+def test_an_outsider_counts_only_where_a_requested_quorum_asks_for_one(api, users, other_team, model, version,
+                                                                       use_policy):  # fmt: skip
+    use_policy(model, {"environments": {
+        "staging": {"min_approvals": 1, "roles": []},
+        "production": {"min_approvals": 2, "roles": [{"role": "approver"}, {"role": "reviewer", "other_team": True}]},
+    }, "gates": []})  # fmt: skip
+    req = request(version, users.author, ["staging"])  # staging's quorum wants nobody from outside
+    assert not (req.wants_other_team_reviewer or req.wants_other_team_approver)
+    outsider = accounts_user("risk-office", other_team, Role.REVIEWER)
+    assert api.as_user(outsider).get(f"/api/v1/approval-requests/{req.pk}/").status_code == 404
+    with pytest.raises(Exception) as refused:
+        decide(req, outsider)
+    assert getattr(refused.value, "status", None) in (403, 404)
+    req.refresh_from_db()
+    assert req.status == RequestStatus.OPEN and gate(version, "staging").verdict == "pending"
+    decide(req, users.reviewer)  # a member of the owning team
+    assert gate(version, "staging").passed

@@ -272,9 +272,13 @@ assert set(_GATES) == set(R.GATE_KINDS)
 # --- quorum -----------------------------------------------------------------------------------
 
 
-def counting_approvals(request, decisions: list, *, version, evidence_digest: str, now: dt.datetime) -> list:
-    """Approvals that count now: on the request's current freeze, against the version's current
-    artifact and evidence, unexpired, and not from the author or the requester."""
+def counting_approvals(
+    request, decisions: list, *, quorum: R.Quorum, version, evidence_digest: str, now: dt.datetime
+) -> list:
+    """Approvals that count now toward this environment's quorum: on the request's current freeze,
+    against the version's current artifact and evidence, unexpired, not from the author or the
+    requester, and from someone in the owning team, or from an outsider only in a role this
+    quorum wants from outside."""
     if request.artifact_sha256 != version.artifact_sha256 or request.evidence_digest != evidence_digest:
         return []
     barred = {version.created_by_id, request.requested_by_id}
@@ -287,6 +291,7 @@ def counting_approvals(request, decisions: list, *, version, evidence_digest: st
         and d.evidence_digest == request.evidence_digest
         and (d.expires_at is None or d.expires_at > now)
         and d.decided_by_id not in barred
+        and (d.team_roles or set(d.other_team_roles) & quorum.wants_other_team)
     ]
 
 
@@ -353,8 +358,9 @@ def _quorum_lines(inputs: Inputs) -> list[Line]:
                  "are unchanged since the freeze.", link)
         )  # fmt: skip
     approvals = counting_approvals(
-        request, inputs.decisions, version=version, evidence_digest=inputs.evidence_digest, now=inputs.now
-    )
+        request, inputs.decisions, quorum=quorum, version=version, evidence_digest=inputs.evidence_digest,
+        now=inputs.now,
+    )  # fmt: skip
     expired = [
         d for d in inputs.decisions
         if d.decision == DecisionKind.APPROVE and d.freeze == request.freeze and d.expires_at is not None

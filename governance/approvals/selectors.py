@@ -89,9 +89,10 @@ def decision_refusal(user, request: ApprovalRequest, decisions: list | None = No
 
 
 def wanted_from_outside(request: ApprovalRequest) -> frozenset[str]:
-    """The decision roles the request's policy wants from people outside the owning team."""
+    """The decision roles the quorums of the requested environments want from outside the owning team."""
     rules = R.parse(request.policy_revision.rules)
-    return frozenset().union(*(q.wants_other_team for q in rules.environments.values()))
+    quorums = [rules.environments[e] for e in request.environments if e in rules.environments]
+    return frozenset().union(*(q.wants_other_team for q in quorums))
 
 
 def _held_anywhere(user) -> frozenset[str]:

@@ -202,7 +202,8 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
             code="transition_not_allowed",
         )
     document, digest = evidence.current(version)
-    wanted = frozenset().union(*(q.wants_other_team for q in rules.environments.values() if q))
+    # outsiders are asked (and may see the request) only when a requested environment's quorum wants them
+    wanted = frozenset().union(*(rules.environments[e].wants_other_team for e in envs))
     request = ApprovalRequest.objects.create(
         version=version, policy_revision=revision, environments=envs, comment=comment,
         artifact_sha256=version.artifact_sha256, evidence_digest=digest, evidence=document, frozen_at=timezone.now(),
