@@ -746,3 +746,13 @@ def test_an_outsider_counts_only_where_a_requested_quorum_asks_for_one(api, user
     assert req.status == RequestStatus.OPEN and gate(version, "staging").verdict == "pending"
     decide(req, users.reviewer)  # a member of the owning team
     assert gate(version, "staging").passed
+
+
+def test_a_token_ticks_the_checklist_only_with_the_transition_scope(api, users, make_model, make_version):
+    from governance.accounts import services as accounts_services
+
+    version = make_version(make_model("limits", risk_tier="high"))
+    with audit_context(source="cli", actor=users.reviewer):
+        _, writer = accounts_services.token_create(actor=users.reviewer, name="w", scopes=["read", "write"])
+    url = f"/api/v1/versions/{version.pk}/checklist/"
+    assert_error(api.with_token(writer).post(url, {"item": "rollback-plan"}, format="json"), 403, "token_scope_missing")

@@ -366,8 +366,11 @@ def request_settle(*, actor, request: ApprovalRequest) -> ApprovalRequest:
 def checklist_tick(
     *, actor, version: ModelVersion, item: str, ticked: bool = True, note: str = ""
 ) -> ChecklistTick | None:
-    """Attest (or withdraw the attestation of) one manual checklist item of the version's policy."""
+    """Attest (or withdraw the attestation of) one manual checklist item of the version's policy.
+
+    A token needs the transition scope: the last tick can be what approves the version."""
     require_scope(actor, "write")
+    require_scope(actor, "transition")
     version = _locked_version(version)
     team_id = version.model.team_id
     require(actor, "view", team_id=team_id, roles={Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN},

@@ -422,7 +422,7 @@ def model_policy(request, pk: int):
     policy = None
     if choice:
         visible = selectors.policy_list(user=request.user)
-        policy = visible.filter(pk=int(choice)).first() if choice.isdigit() else None
+        policy = visible.filter(pk=int(choice)).first() if choice.isascii() and choice.isdigit() else None
         if policy is None:
             messages.error(request, "Choose one of the listed policies.")
             return redirect(model)

@@ -215,6 +215,9 @@ def run_finish(
     run = _locked(run_id)
     if run.status != RunStatus.RUNNING:
         return None
+    # the version's lock, as a review request holds it: the new evidence and a request opened at the
+    # same moment are ordered, so the request freezes with this result or is re-frozen by it
+    ModelVersion.objects.select_for_update().filter(pk=run.version_id).first()
     run.status = RunStatus.SUCCEEDED
     run.progress, run.progress_message = 100.0, "Done"
     run.finished_at = timezone.now()
