@@ -234,6 +234,8 @@ SITE_URL = os.environ.get("SITE_URL", "")  # makes the links in notification ema
 WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
 WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "6"))
 WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "30"))
+# Receivers on loopback or private networks are refused unless this is set (on-premise installs)
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 # Approvals expiring within this many days are announced once (daily beat task)
 APPROVAL_EXPIRY_NOTICE_DAYS = int(os.environ.get("APPROVAL_EXPIRY_NOTICE_DAYS", "14"))
 

@@ -17,6 +17,14 @@ from governance.notifications.models import DeliveryStatus, Notification, Webhoo
 from tests.conftest import PASSWORD, assert_error
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _receivers_on_loopback(settings):
+    """The test receivers listen on 127.0.0.1, which production refuses (see test_internal_addresses_are_refused)."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+
+
 User = get_user_model()
 
 

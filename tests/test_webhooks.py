@@ -22,6 +22,14 @@ from governance.notifications import crypto, services, signing
 from governance.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import assert_error, celery_worker
 
+
+@pytest.fixture(autouse=True)
+def _receivers_on_loopback(settings):
+    """Test receivers listen on 127.0.0.1 (or use names that resolve nowhere here), which production
+    refuses: see test_internal_addresses_are_refused."""
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -380,7 +388,9 @@ def test_a_delivery_deleted_with_its_webhook_is_a_no_op(users, team):
 
 @pytest.fixture
 def worker():
-    with celery_worker(queues="default", WEBHOOK_RETRY_BASE_SECONDS="0.2") as proc:
+    with celery_worker(
+        queues="default", WEBHOOK_RETRY_BASE_SECONDS="0.2", WEBHOOK_ALLOW_PRIVATE_ADDRESSES="true"
+    ) as proc:
         yield proc
 
 
@@ -505,3 +515,34 @@ def test_the_delivery_log_shows_status_badges_and_attempts_in_a_fixed_number_of_
         html = client.get(url).content.decode()
     assert html.count("delivery-pending") == 10
     assert len(many.captured_queries) == len(one.captured_queries)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
+def test_internal_addresses_are_refused(api, users, team, settings, url):
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    before = Webhook.objects.count()
+    r = api.as_user(users.admin).post("/api/v1/webhooks/", {"team": team.pk, "url": url}, format="json")
+    assert_error(r, 400, "private_address")
+    assert Webhook.objects.count() == before
+
+
+def test_a_receiver_that_now_resolves_inside_is_not_sent_to(users, team, settings):
+    with Receiver([200]) as receiver:
+        _, receiver.secret = _create(team, users.admin, receiver.url, events=["review.requested"])
+        with transaction.atomic(), audit_context(source="cli", request_id="ssrf-1", actor=users.author):
+            delivery = _event(team, users)
+        settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False  # as if the host had been re-pointed inside
+        outcome = services.webhook_deliver(delivery_id=delivery.pk)
+        assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.FAILED and "internal address" in delivery.last_error
+    assert outcome.retry_in is None

@@ -197,7 +197,34 @@ def _clean_url(url: str) -> str:
         raise ValidationFailed(
             "The URL is longer than 500 characters.", code="invalid_url", fields={"url": ["Too long."]}
         )
+    if problem := address_problem(url):
+        raise ValidationFailed(problem, code="private_address", fields={"url": [problem]})
     return url
+
+
+def address_problem(url: str) -> str | None:
+    """Why the worker must not POST to this URL: a host that resolves to a loopback, private,
+    link-local or otherwise internal address (the worker sits inside the network; a webhook is
+    not a way to reach it). ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` lifts this for on-premise receivers."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    if getattr(settings, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False):
+        return None
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return f"The host {host[:100]!r} does not resolve."
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            return (
+                f"The host {host[:100]!r} resolves to an internal address ({address}); webhooks go to public "
+                "receivers only (WEBHOOK_ALLOW_PRIVATE_ADDRESSES=true allows internal ones)."
+            )
+    return None
 
 
 def _clean_events(events: Iterable[str] | None) -> list[str]:
@@ -362,6 +389,8 @@ def _connection_problem(exc: Exception) -> str:
 
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int | None, str, bool]:
     """One request: (status code, short error, whether another attempt may succeed)."""
+    if address_problem(url):  # checked again at delivery: DNS may have changed since the webhook was saved
+        return None, "The receiver's host resolves to an internal address; not sent.", False
     try:
         # stream: the response body is never read, so a huge or slow one costs nothing
         with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True) as r:
