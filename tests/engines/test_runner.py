@@ -82,3 +82,14 @@ def test_a_model_that_raises_on_predict_is_an_engine_error(world):
         evaluate("performance", wrap_estimator(Broken()), frame.drop(columns=["sex"]), target="default", sensitive=[],
                  parameters={})  # fmt: skip
     assert caught.value.code == "model_failed" and "cannot score" not in caught.value.message
+
+
+def test_data_quality_keeps_no_identifying_values(world):
+    model, frame = world
+    frame = frame.assign(email=[f"person{i}@example.com" for i in range(len(frame))])
+    result, _ = evaluate("data_quality", model, frame, target="default", sensitive=[], parameters={})
+    text = json.dumps(result)
+    assert "person1@example.com" not in text and "person0@" not in text
+    columns = result["profile"]["columns"]
+    assert columns["email"]["categories"] == {} and "values not stored" in columns["email"]["categories_withheld"]
+    assert set(columns["sex"]["categories"]) == {"f", "m"}  # two large groups are aggregates

@@ -251,7 +251,7 @@ def _robustness(model, frame, data, params, progress):
 
 def _data_quality(frame, training_profile, progress):
     progress(0.1, "Profiling the evaluation data")
-    profile = data_quality.profile(frame)
+    profile = _withhold_values(data_quality.profile(frame))
     columns = profile.get("columns") or {}
     rows = []
     for name, col in columns.items():
@@ -268,6 +268,9 @@ def _data_quality(frame, training_profile, progress):
         return result, {}
     progress(0.5, "Comparing with the training data")
     comparison = data_quality.compare(training_profile, frame)
+    for entry in (comparison.get("columns") or {}).values():
+        if entry.get("unseen_categories"):
+            entry["unseen_categories"] = []  # the count stays; the values could be anyone's data
     result["comparison"] = comparison
     schema = comparison.get("schema") or {}
     shifted = {name: c for name, c in (comparison.get("columns") or {}).items() if c.get("psi") is not None}
@@ -290,6 +293,25 @@ def _data_quality(frame, training_profile, progress):
         notes.append(f"Major distribution shift (PSI > 0.25) in: {', '.join(major)}.")
     result["notes"] = notes or ["The evaluation data resembles the training data on every compared column."]
     return result, {}
+
+
+MIN_CATEGORY_COUNT = 5
+
+
+def _withhold_values(profile: dict[str, Any]) -> dict[str, Any]:
+    """Keep category values only where they are aggregates: a column with many distinct values (an
+    e-mail, a name, an id) or with rare values keeps its counts and loses its values."""
+    for column in (profile.get("columns") or {}).values():
+        categories = column.get("categories")
+        if not categories:
+            continue
+        if not column.get("categories_complete", True) or min(categories.values()) < MIN_CATEGORY_COUNT:
+            column["categories"] = {}
+            column["categories_withheld"] = (
+                f"{len(categories)}+ distinct values or values seen fewer than {MIN_CATEGORY_COUNT} times: "
+                "counts kept, values not stored."
+            )
+    return profile
 
 
 _KINDS = {
