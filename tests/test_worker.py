@@ -98,3 +98,31 @@ def test_the_scheduled_checkpoint_signs_and_exports_the_chain_head(users, model,
     exported = list((tmp_path / "checkpoints").glob("checkpoint-*.json"))
     assert len(exported) == 1 and head.hash in exported[0].read_text()
     assert services.verify().ok
+
+
+@pytest.mark.django_db
+def test_published_messages_carry_the_audit_context_but_do_not_print_it(
+    users, settings, django_capture_on_commit_callbacks
+):
+    """The worker gets the requester's context in the task's arguments; the printable copies
+    (argsrepr / kwargsrepr, shown by monitoring tools and worker logs) name arguments only."""
+    import base64
+    import json as jsonlib
+
+    import redis
+
+    from governance.audit.context import audit_context
+    from governance.celery import enqueue_on_commit
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    with django_capture_on_commit_callbacks(execute=True), audit_context(source="api", request_id="req-private-7",
+                                                                         actor=users.author):  # fmt: skip
+        enqueue_on_commit("workers.artifacts.inspect_artifact", 987654, actor=users.author)
+    raw = [m for m in client.lrange("default", 0, -1) if b"987654" in m]
+    assert len(raw) == 1
+    client.lrem("default", 0, raw[0])  # no worker should ever see this test's message
+    message = jsonlib.loads(raw[0])
+    headers = message["headers"]
+    assert headers["argsrepr"] == "(987654,)" and "req-private-7" not in headers["kwargsrepr"]
+    body = jsonlib.loads(base64.b64decode(message["body"]))
+    assert body[1]["_audit"]["request_id"] == "req-private-7" and body[1]["_audit"]["actor_label"] == "author"
