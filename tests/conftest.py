@@ -257,18 +257,19 @@ def api_world(users, team, other_team, make_model, make_version):
     )
 
 
-@pytest.fixture
-def login():
+def signed_in(user):
     """A browser client signed in as the user (session, as the UI uses)."""
     from django.test import Client
 
-    def make(user) -> Client:
-        client = Client()
-        with audit_context(source="cli", actor=user):
-            client.force_login(user)
-        return client
+    client = Client()
+    with audit_context(source="cli", actor=user):  # force_login fires the audited login signal
+        client.force_login(user)
+    return client
 
-    return make
+
+@pytest.fixture
+def login():
+    return signed_in
 
 
 # --- a real Celery worker process ----------------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -30,17 +29,6 @@ INDEPENDENT = {
     },
     "gates": [],
 }
-
-
-@pytest.fixture
-def login():
-    def make(user) -> Client:
-        client = Client()
-        with audit_context(source="cli", actor=user):
-            client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -14,7 +13,7 @@ from governance.audit.models import AuditEvent
 from governance.core.errors import ValidationFailed
 from governance.notifications import services
 from governance.notifications.models import DeliveryStatus, Notification, WebhookDelivery
-from tests.conftest import PASSWORD, assert_error
+from tests.conftest import PASSWORD, assert_error, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -41,13 +40,6 @@ def _webhook(team, actor, **kw):
     with audit_context(source="cli", actor=actor):
         webhook, _secret = services.webhook_create(actor=actor, team=team, url="https://hooks.example.com/x", **kw)
     return webhook
-
-
-def _login(user) -> Client:
-    client = Client()
-    with audit_context(source="cli", actor=user):
-        client.force_login(user)
-    return client
 
 
 # --- notify ---------------------------------------------------------------------------------
@@ -186,7 +178,7 @@ def test_read_all_cannot_be_pointed_at_someone_else(api, users, inbox):
 
 
 def test_the_bell_shows_the_unread_count_with_one_query(users, team, inbox):
-    client = _login(users.reviewer)
+    client = signed_in(users.reviewer)
     with CaptureQueriesContext(connection) as queries:
         html = client.get(reverse("teams")).content.decode()
     assert sum("notifications_notification" in q["sql"] for q in queries.captured_queries) == 1
@@ -201,12 +193,12 @@ def test_the_bell_caps_its_count(users, team):
     Notification.objects.bulk_create(
         Notification(recipient=users.viewer, event="review.requested", title=f"n{i}", team=team) for i in range(120)
     )
-    html = _login(users.viewer).get(reverse("home")).content.decode()
+    html = signed_in(users.viewer).get(reverse("home")).content.decode()
     assert '<span class="bell-count">99+</span>' in html
 
 
 def test_the_list_shows_unread_first_and_marks_read(users, inbox):
-    client = _login(users.reviewer)
+    client = signed_in(users.reviewer)
     client.post(reverse("notification-read", args=[inbox["second"].pk]))
     html = client.get(reverse("notifications")).content.decode()
     assert html.index("first") < html.index("second")  # unread first, though older
@@ -221,12 +213,12 @@ def test_the_list_shows_unread_first_and_marks_read(users, inbox):
 def test_opening_a_notification_never_redirects_off_site(users, team):
     _notify(team, [users.reviewer], url="https://evil.example.com/")
     n = Notification.objects.get()
-    r = _login(users.reviewer).post(reverse("notification-read", args=[n.pk]), {"open": "1"})
+    r = signed_in(users.reviewer).post(reverse("notification-read", args=[n.pk]), {"open": "1"})
     assert r.status_code == 302 and r["Location"] == reverse("notifications")
 
 
 def test_mark_all_read_in_the_browser(users, inbox):
-    client = _login(users.reviewer)
+    client = signed_in(users.reviewer)
     r = client.post(reverse("notifications-read-all"))
     assert r.status_code == 302
     assert not Notification.objects.filter(recipient=users.reviewer, read_at__isnull=True).exists()
@@ -235,11 +227,11 @@ def test_mark_all_read_in_the_browser(users, inbox):
 
 def test_someone_elses_notification_is_not_found_in_the_browser(users, inbox):
     theirs = Notification.objects.filter(recipient=users.approver).first()
-    assert _login(users.reviewer).post(reverse("notification-read", args=[theirs.pk])).status_code == 404
+    assert signed_in(users.reviewer).post(reverse("notification-read", args=[theirs.pk])).status_code == 404
 
 
 def test_empty_state_and_pagination(users, team):
-    client = _login(users.viewer)
+    client = signed_in(users.viewer)
     html = client.get(reverse("notifications")).content.decode()
     assert "No notifications" in html
 

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from governance.accounts.models import ApiToken, Membership
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.registry.models import ModelCard, ModelVersion, RegisteredModel
 from tests.conftest import make_artifact, move
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def login():
-    def make(user) -> Client:
-        client = Client()
-        with audit_context(source="cli", actor=user):
-            client.force_login(user)
-        return client
-
-    return make
 
 
 # --- models ---------------------------------------------------------------------------------

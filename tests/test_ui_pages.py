@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
-from governance.audit.context import audit_context
 from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def login():
-    def make(user) -> Client:
-        client = Client()
-        with audit_context(source="cli", actor=user):  # force_login fires the audited login signal
-            client.force_login(user)
-        return client
-
-    return make
 
 
 def _pages(model, version, team):

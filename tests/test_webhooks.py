@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -20,7 +19,7 @@ from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.notifications import crypto, services, signing
 from governance.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
-from tests.conftest import assert_error, celery_worker
+from tests.conftest import assert_error, celery_worker, signed_in
 
 
 @pytest.fixture(autouse=True)
@@ -421,33 +420,26 @@ def test_a_real_worker_retries_a_500_and_delivers_on_the_second_attempt(users, t
 # --- the browser ----------------------------------------------------------------------------
 
 
-def _login(user) -> Client:
-    client = Client()
-    with audit_context(source="cli", actor=user):
-        client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
 def test_the_webhooks_page_is_for_team_admins(users, team, other_team, client):
     url = reverse("team-webhooks", args=[team.pk])
     assert client.get(url)["Location"].startswith(reverse("login"))
-    assert _login(users.outsider).get(url).status_code == 404
-    assert _login(users.viewer).get(url).status_code == 403
+    assert signed_in(users.outsider).get(url).status_code == 404
+    assert signed_in(users.viewer).get(url).status_code == 403
     assert not AuditEvent.objects.filter(action="permission.denied").exists()  # reading is not a write
-    viewer = _login(users.viewer)
+    viewer = signed_in(users.viewer)
     assert viewer.post(url, {"url": "https://x.example.com", "events": ["review.stale"]}).status_code == 403
     assert not Webhook.objects.exists()
     denied = AuditEvent.objects.get(action="permission.denied")
     assert denied.actor == users.viewer and denied.object_id == f"POST {url}"
-    assert _login(users.admin).get(url).status_code == 200
-    assert _login(users.superuser).get(reverse("team-webhooks", args=[other_team.pk])).status_code == 200
-    assert _login(users.admin).get(reverse("team-webhooks", args=[99999])).status_code == 404
+    assert signed_in(users.admin).get(url).status_code == 200
+    assert signed_in(users.superuser).get(reverse("team-webhooks", args=[other_team.pk])).status_code == 200
+    assert signed_in(users.admin).get(reverse("team-webhooks", args=[99999])).status_code == 404
 
 
 @pytest.mark.django_db
 def test_adding_a_webhook_shows_the_secret_once_then_test_and_delete(users, team):
-    client = _login(users.admin)
+    client = signed_in(users.admin)
     url = reverse("team-webhooks", args=[team.pk])
     html = client.get(url).content.decode()
     assert "No webhooks yet" in html and "Nothing sent yet" in html
@@ -474,7 +466,7 @@ def test_adding_a_webhook_shows_the_secret_once_then_test_and_delete(users, team
 
 @pytest.mark.django_db
 def test_the_page_refuses_bad_input_with_the_form(users, team):
-    client = _login(users.admin)
+    client = signed_in(users.admin)
     url = reverse("team-webhooks", args=[team.pk])
     r = client.post(url, {"url": "ftp://files.example.com", "events": ["review.requested"]})
     assert r.status_code == 400 and "http:// or https://" in r.content.decode()
@@ -487,11 +479,11 @@ def test_the_page_refuses_bad_input_with_the_form(users, team):
 def test_another_teams_webhook_cannot_be_reached_through_your_team(users, team, other_team):
     foreign, _ = _create(other_team, users.superuser, "https://hooks.example.com/marketing")
     mine, _ = _create(team, users.admin, "https://hooks.example.com/credit")
-    client = _login(users.admin)
+    client = signed_in(users.admin)
     # a webhook of another team, addressed under a team you administer
     assert client.post(reverse("team-webhook-delete", args=[team.pk, foreign.pk])).status_code == 404
     assert client.post(reverse("team-webhook-test", args=[other_team.pk, mine.pk])).status_code == 404
-    assert _login(users.viewer).post(reverse("team-webhook-delete", args=[team.pk, mine.pk])).status_code == 403
+    assert signed_in(users.viewer).post(reverse("team-webhook-delete", args=[team.pk, mine.pk])).status_code == 403
     assert Webhook.objects.count() == 2 and not WebhookDelivery.objects.exists()
 
 
@@ -501,7 +493,7 @@ def test_the_delivery_log_shows_status_badges_and_attempts_in_a_fixed_number_of_
         _, receiver.secret = _create(team, users.admin, receiver.url)
         delivery = _event(team, users)
         services.webhook_deliver(delivery_id=delivery.pk)
-    client = _login(users.admin)
+    client = signed_in(users.admin)
     url = reverse("team-webhooks", args=[team.pk])
     with CaptureQueriesContext(connection) as one:
         html = client.get(url).content.decode()

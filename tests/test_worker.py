@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from governance.audit.models import AuditEvent
 from governance.registry.models import ModelVersion
-from tests.conftest import celery_worker, make_artifact, trained_artifact
+from tests.conftest import celery_worker, make_artifact, trained_artifact, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,16 +23,6 @@ def worker(settings):
         yield proc
 
 
-def _wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return None
-
-
 def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_context(api, model, users, worker):
     content = trained_artifact()
     r = api.as_user(users.author).post(
@@ -45,7 +34,7 @@ def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_co
     assert r.status_code == 201, r.json()
     version_id = r.json()["id"]
 
-    event = _wait_for(
+    event = wait_for(
         lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version_id)).first()
     )
     if event is None:
@@ -75,7 +64,7 @@ def test_context_is_captured_when_the_task_is_scheduled_not_when_the_transaction
         with audit_context(source="cli", request_id="seed-1", actor=users.admin):  # a command run by an admin
             version = services.version_create(actor=users.author, model=model, artifact=make_artifact())
 
-    event = _wait_for(
+    event = wait_for(
         lambda: AuditEvent.objects.filter(action="version.artifact_inspected", object_id=str(version.pk)).first()
     )
     assert event is not None, "the worker never inspected the artifact"
