@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
 import socket
 import tempfile
 import time
 from contextlib import contextmanager
-from importlib import metadata
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -24,8 +22,6 @@ from django.conf import settings
 from governance.celery import AuditedTask, app
 
 logger = logging.getLogger(__name__)
-
-LIBRARIES = ("numpy", "pandas", "scikit-learn", "shap", "lime", "fairlearn", "onnxruntime", "xgboost", "lightgbm")
 
 
 class Cancelled(Exception):
@@ -146,17 +142,6 @@ def _frame(run):
 
 
 def _environment(model) -> dict:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "cpus": os.cpu_count(),
-        "libraries": versions,
-        "model": model.describe(),
-    }
+    from workers.engines.environment import environment
+
+    return {**environment(), "host": socket.gethostname(), "model": model.describe()}

@@ -9,9 +9,9 @@ and approvals given against the old digest stop counting.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
+from governance.audit.chain import canonical_json
 from governance.evaluations.selectors import evidence_runs
 from governance.registry.models import ModelVersion
 
@@ -21,12 +21,8 @@ _METADATA_FIELDS = (
 )  # fmt: skip
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def _sha256(value: Any) -> str:
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
 def manifest(version: ModelVersion) -> dict[str, Any]:

@@ -9,7 +9,6 @@ evidence, which re-freezes an open review (``registry.signals.evidence_changed``
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 from django.core.files.storage import storages
@@ -19,6 +18,7 @@ from django.utils import timezone
 from governance.accounts.models import Role
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
+from governance.audit.chain import canonical_json
 from governance.celery import enqueue_on_commit
 from governance.core.errors import Conflict, NotFound, ValidationFailed
 from governance.evaluations import datasets, params
@@ -31,10 +31,6 @@ REQUESTERS = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
 
 def data_storage():
     return storages["evaluation_data"]
-
-
-def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def run_request(
             slice_column=chosen.get("slice_column"),
         )  # fmt: skip
         digest = hashlib.sha256(
-            _canonical([kind, chosen, target_column, sensitive, stored.sha256, version.artifact_sha256]).encode()
+            canonical_json([kind, chosen, target_column, sensitive, stored.sha256, version.artifact_sha256]).encode()
         ).hexdigest()
         with transaction.atomic():
             existing = _current(version, digest)
@@ -148,11 +144,10 @@ def runs_auto_request(*, actor, version: ModelVersion, kinds: list[str]) -> list
         )
         if source is None:
             continue
-        parameters = {k: v for k, v in source.parameters.items()}
         made.append(
             run_request(
                 actor=actor, version=version, kind=kind, data_from=source, target_column=source.target_column,
-                sensitive_features=source.sensitive_features, parameters=parameters, retain_data=False,
+                sensitive_features=source.sensitive_features, parameters=dict(source.parameters), retain_data=False,
             ).run
         )  # fmt: skip
     return made
@@ -203,7 +198,7 @@ def run_progress(*, run_id: int, percent: float, message: str = "") -> bool:
 
 
 def _result_digest(kind: str, result: dict, figures: dict, artifact_sha256: str) -> str:
-    return hashlib.sha256(_canonical([kind, artifact_sha256, result, figures]).encode()).hexdigest()
+    return hashlib.sha256(canonical_json([kind, artifact_sha256, result, figures]).encode()).hexdigest()
 
 
 @transaction.atomic
