@@ -169,7 +169,7 @@ def with_approval_counts(qs: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequ
 def approvals_needed(request: ApprovalRequest) -> int | None:
     """The largest quorum among the environments the request asks for (from its policy revision)."""
     try:
-        rules = R.parse(request.policy_revision.rules)
+        rules = selectors.revision_rules(request.policy_revision)
     except Exception:  # an unreadable old revision should not break the queue
         return None
     needed = [rules.environments[e].min_approvals for e in request.environments if e in rules.environments]
@@ -277,10 +277,14 @@ def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> l
     from governance.core.errors import DomainError
 
     may_tick = has_any_role(user, version.model.team_id, CHECKLIST_ROLES) and version.stage != Stage.RETIRED
+    try:
+        loaded = selectors.gate_inputs_for(version=version, environments=environments)
+    except DomainError:  # no policy for the tier: say so per environment (one may still have a review)
+        loaded = {}
     panels = []
     for env in environments:
         try:
-            inputs = selectors.gate_inputs(version=version, environment=env)
+            inputs = loaded.get(env) or selectors.gate_inputs(version=version, environment=env)
         except DomainError as exc:
             panels.append({"environment": env, "label": environment_label(env), "error": exc.detail})
             continue

@@ -181,6 +181,12 @@ class Rules(_Strict):
     def gates_for(self, environment: str) -> list:
         return [g for g in self.gates if g.applies_to(environment)]
 
+    def wanted_from_outside(self, environments) -> frozenset[str]:
+        """The decision roles the quorums of these environments want from outside the owning team."""
+        return frozenset().union(
+            *(self.environments[e].wants_other_team for e in environments if e in self.environments)
+        )
+
     def checklist(self) -> list[ChecklistGate]:
         return [g for g in self.gates if isinstance(g, ChecklistGate)]
 

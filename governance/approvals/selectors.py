@@ -90,9 +90,7 @@ def decision_refusal(user, request: ApprovalRequest, decisions: list | None = No
 
 def wanted_from_outside(request: ApprovalRequest) -> frozenset[str]:
     """The decision roles the quorums of the requested environments want from outside the owning team."""
-    rules = R.parse(request.policy_revision.rules)
-    quorums = [rules.environments[e] for e in request.environments if e in rules.environments]
-    return frozenset().union(*(q.wants_other_team for q in quorums))
+    return revision_rules(request.policy_revision).wanted_from_outside(request.environments)
 
 
 def _held_anywhere(user) -> frozenset[str]:
@@ -139,8 +137,7 @@ def policy_for_model(model: RegisteredModel) -> Policy:
 
 def current_rules(policy: Policy) -> R.Rules:
     """The parsed rules of the policy's current revision."""
-    revision = policy_revision_current(policy)
-    return parsed_rules(revision.pk, revision.rules)
+    return revision_rules(policy_revision_current(policy))
 
 
 @functools.lru_cache(maxsize=256)
@@ -148,9 +145,10 @@ def _parse_cached(revision_id: int, text: str) -> R.Rules:
     return R.parse(json.loads(text))
 
 
-def parsed_rules(revision_id: int, rules: dict) -> R.Rules:
-    """Revisions never change, so their parsed rules are cached per revision (keyed by content too)."""
-    return _parse_cached(revision_id, json.dumps(rules, sort_keys=True))
+def revision_rules(revision: PolicyRevision) -> R.Rules:
+    """A stored revision's parsed rules. Revisions never change, so the parse is cached per revision
+    (keyed by content too: ids restart when a database is recreated, as in tests)."""
+    return _parse_cached(revision.pk, json.dumps(revision.rules, sort_keys=True))
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -192,14 +190,6 @@ def request_awaiting(*, user) -> QuerySet[ApprovalRequest]:
     return open_.exclude(version__created_by=user).exclude(requested_by=user).exclude(Exists(decided))
 
 
-def request_for(*, version: ModelVersion, environment: str) -> ApprovalRequest | None:
-    """The newest request of the version that asked for this environment."""
-    for request in version.approval_requests.select_related("policy_revision__policy", "requested_by").order_by("-id"):
-        if environment in request.environments:
-            return request
-    return None
-
-
 def decision_list(*, request: ApprovalRequest) -> list[Decision]:
     return list(request.decisions.select_related("decided_by").order_by("id"))
 
@@ -207,53 +197,68 @@ def decision_list(*, request: ApprovalRequest) -> list[Decision]:
 # --- the gate ---------------------------------------------------------------------------------
 
 
-def gate_inputs(*, version: ModelVersion, environment: str, now=None) -> gates.Inputs:
-    request = request_for(version=version, environment=environment)
-    if request is not None:
-        revision = request.policy_revision
-        policy = revision.policy
-    else:
-        policy = policy_for_model(version.model)
-        revision = policy_revision_current(policy)
+def gate_inputs_for(*, version: ModelVersion, environments, now=None) -> dict[str, gates.Inputs]:
+    """What the gate looks at, per environment. What belongs to the version (evidence digest, ticks,
+    runs, earlier served versions) is loaded once for all the environments."""
+    requests = list(version.approval_requests.select_related("policy_revision__policy", "requested_by").order_by("-id"))
     ticks = {t.item: t for t in ChecklistTick.objects.filter(version=version).select_related("ticked_by")}
     _, digest = evidence.current(version)
-    served = ModelVersion.objects.filter(
-        model_id=version.model_id, stage__in=[Stage.DEPLOYED, Stage.DEPRECATED], number__lt=version.number
-    ).order_by("-number")
-    approved = {
-        r.version_id
-        for r in ApprovalRequest.objects.filter(version__in=served, status=RequestStatus.APPROVED)
-        if environment in r.environments
-    }
-    return gates.Inputs(
-        version=version,
-        environment=environment,
-        policy=policy,
-        revision=revision,
-        rules=R.parse(revision.rules),
-        request=request,
-        decisions=decision_list(request=request) if request is not None else [],
-        ticks=ticks,
-        card_exists=version.cards.exists(),
-        evidence_digest=digest,
-        rollback_candidates=[v for v in served if v.pk in approved],
-        runs=list(
-            EvaluationRun.objects.filter(version=version, status=EvaluationStatus.SUCCEEDED)
-            .only(
-                "id",
-                "kind",
-                "result",
-                "sensitive_features",
-                "artifact_sha256",
-                "finished_at",
-                "version_id",
-                "parameters",
-            )
-            .order_by("-finished_at", "-id")
-        ),
-        now=now or timezone.now(),
-        urls={"card": version.get_absolute_url() + "#card", "checklist": version.get_absolute_url() + "#gate"},
+    served = list(
+        ModelVersion.objects.filter(
+            model_id=version.model_id, stage__in=[Stage.DEPLOYED, Stage.DEPRECATED], number__lt=version.number
+        ).order_by("-number")
     )
+    served_approvals = list(ApprovalRequest.objects.filter(version__in=served, status=RequestStatus.APPROVED))
+    runs = list(
+        EvaluationRun.objects.filter(version=version, status=EvaluationStatus.SUCCEEDED)
+        .only(
+            "id", "kind", "result", "sensitive_features", "artifact_sha256", "finished_at", "version_id", "parameters"
+        )  # fmt: skip
+        .order_by("-finished_at", "-id")
+    )
+    card_exists = version.cards.exists()
+    default_policy = None
+    decisions: dict[int, list[Decision]] = {}
+    out = {}
+    for environment in environments:
+        request = next((r for r in requests if environment in r.environments), None)
+        if request is not None:
+            revision = request.policy_revision
+            policy = revision.policy
+            if request.pk not in decisions:
+                decisions[request.pk] = decision_list(request=request)
+        else:
+            default_policy = default_policy or policy_for_model(version.model)
+            policy = default_policy
+            revision = policy_revision_current(policy)
+        approved = {r.version_id for r in served_approvals if environment in r.environments}
+        out[environment] = gates.Inputs(
+            version=version,
+            environment=environment,
+            policy=policy,
+            revision=revision,
+            rules=revision_rules(revision),
+            request=request,
+            decisions=decisions.get(request.pk, []) if request is not None else [],
+            ticks=ticks,
+            card_exists=card_exists,
+            evidence_digest=digest,
+            rollback_candidates=[v for v in served if v.pk in approved],
+            runs=runs,
+            now=now or timezone.now(),
+            urls={"card": version.get_absolute_url() + "#card", "checklist": version.get_absolute_url() + "#gate"},
+        )
+    return out
+
+
+def gate_inputs(*, version: ModelVersion, environment: str, now=None) -> gates.Inputs:
+    return gate_inputs_for(version=version, environments=[environment], now=now)[environment]
+
+
+def gate_checks(*, version: ModelVersion, environments, now=None) -> dict[str, gates.Verdict]:
+    """``gate_check`` for several environments, the version's evidence loaded once."""
+    inputs = gate_inputs_for(version=version, environments=environments, now=now)
+    return {environment: gates.evaluate(each) for environment, each in inputs.items()}
 
 
 def gate_check(*, version: ModelVersion, environment: str, now=None) -> gates.Verdict:

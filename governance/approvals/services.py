@@ -193,7 +193,7 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
     require(actor, "version.create", team_id=version.model.team_id, what="request a review")
     policy = selectors.policy_for_model(version.model)
     revision = selectors.policy_revision_current(policy)
-    rules = R.parse(revision.rules)
+    rules = selectors.revision_rules(revision)
     envs = _check_environments(environments, rules, policy)
     if version.stage not in EDITABLE_STAGES:
         raise Conflict(
@@ -203,7 +203,7 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
         )
     document, digest = evidence.current(version)
     # outsiders are asked (and may see the request) only when a requested environment's quorum wants them
-    wanted = frozenset().union(*(rules.environments[e].wants_other_team for e in envs))
+    wanted = rules.wanted_from_outside(envs)
     request = ApprovalRequest.objects.create(
         version=version, policy_revision=revision, environments=envs, comment=comment,
         artifact_sha256=version.artifact_sha256, evidence_digest=digest, evidence=document, frozen_at=timezone.now(),
@@ -281,7 +281,7 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
     refusal = selectors.decision_refusal(actor, request)
     if refusal is not None:
         raise refusal
-    rules = R.parse(request.policy_revision.rules)
+    rules = selectors.revision_rules(request.policy_revision)
     inside, outside = selectors.decision_roles(actor, version.model.team_id)
     outside &= selectors.wanted_from_outside(request)
     now = timezone.now()
@@ -326,8 +326,8 @@ def _settle(request: ApprovalRequest, *, actor) -> None:
     version = _locked_version(request.version)
     if version.stage != Stage.IN_REVIEW:
         return
-    verdicts = [selectors.gate_check(version=version, environment=env) for env in request.environments]
-    if all(v.passed for v in verdicts):
+    verdicts = selectors.gate_checks(version=version, environments=request.environments)
+    if all(v.passed for v in verdicts.values()):
         _close(request, status=RequestStatus.APPROVED, actor=actor)
         registry.version_transition_by_review(
             actor=actor, version=version, to=Stage.APPROVED,
@@ -376,11 +376,10 @@ def checklist_tick(
     require(actor, "view", team_id=team_id, roles={Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN},
             what="tick a checklist item")  # fmt: skip
     policy = selectors.policy_for_model(version.model)
-    rules = R.parse(selectors.policy_revision_current(policy).rules)
-    items = {g.item: g for g in rules.checklist()}
+    items = {g.item: g for g in selectors.current_rules(policy).checklist()}
     open_request = version.approval_requests.filter(status=RequestStatus.OPEN).first()
     if open_request is not None:
-        items |= {g.item: g for g in R.parse(open_request.policy_revision.rules).checklist()}
+        items |= {g.item: g for g in selectors.revision_rules(open_request.policy_revision).checklist()}
     if item not in items:
         raise ValidationFailed(
             f"'{item}' is not a checklist item of this version's policy. Items: {', '.join(items) or 'none'}.",
