@@ -3,6 +3,7 @@ import hashlib
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from governance.accounts import selectors
 from governance.accounts.models import ApiToken
 from governance.audit import context
 
@@ -27,7 +28,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed token header: expected 'Bearer chr_…'.")
         raw = header[1]
         prefix = raw[len(TOKEN_PREFIX) :].split("_", 1)[0]
-        token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+        token = selectors.token_by_prefix(prefix)
         if token is None or not _same(token.token_hash, hash_token(raw)):
             raise exceptions.AuthenticationFailed("Invalid API token.")
         if not token.is_active:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from governance.accounts.models import Membership, Role, Scope
+from governance.core import sql
 from governance.core.errors import NotPermitted
 
 ALL_ROLES = frozenset(Role.values)
@@ -30,8 +31,12 @@ def roles_by_team(user) -> dict[int, frozenset[str]]:
     cached = getattr(user, "_charter_roles", None)
     if cached is None:
         found: dict[int, set[str]] = {}
-        for team_id, role in Membership.objects.filter(user=user).values_list("team_id", "role"):
-            found.setdefault(team_id, set()).add(role)
+        with sql.cursor() as cursor:  # on every request, so a prepared statement rather than the ORM
+            cursor.execute(
+                f'SELECT "team_id", "role" FROM "{Membership._meta.db_table}" WHERE "user_id" = %s', [user.pk]
+            )
+            for team_id, role in cursor.fetchall():
+                found.setdefault(team_id, set()).add(role)
         cached = {team_id: frozenset(roles) for team_id, roles in found.items()}
         user._charter_roles = cached
     return cached

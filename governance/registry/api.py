@@ -325,7 +325,7 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     )
     def create(self, request):
         data = validated(VersionIn, request.data)
-        model = selectors.model_list(user=request.user).filter(pk=data.pop("model")).first()
+        model = selectors.model_visible(user=request.user, pk=data.pop("model"))
         if model is None:
             raise NotFound("No such model, or you cannot see it.", code="model_not_found")
         version = services.version_create(actor=request.user, model=model, **data)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+from functools import cache
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
 from governance.accounts.permissions import team_ids_visible_to
+from governance.core import sql
 from governance.registry.models import CARD_SECTIONS, ModelCard, ModelVersion, RegisteredModel, Stage
 
 
@@ -18,6 +20,24 @@ def _team_filter(user, field: str) -> Q:
 
 def model_list(*, user) -> QuerySet[RegisteredModel]:
     return RegisteredModel.objects.filter(_team_filter(user, "team_id")).select_related("team")
+
+
+def model_visible(*, user, pk: int) -> RegisteredModel | None:
+    """One model by id if the user may see it, in one prepared statement (every registration
+    starts here; ``model_list`` would compile a query per call)."""
+    with sql.cursor() as cursor:
+        cursor.execute(_model_statement(), [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    visible = team_ids_visible_to(user)
+    model = sql.load(RegisteredModel, row)
+    return model if visible is None or model.team_id in visible else None
+
+
+@cache
+def _model_statement() -> str:
+    return f'SELECT {sql.columns(RegisteredModel, "m")} FROM "{RegisteredModel._meta.db_table}" m WHERE m."id" = %s'
 
 
 def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:

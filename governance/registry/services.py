@@ -13,6 +13,7 @@ from governance.accounts.models import Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.celery import enqueue_on_commit
+from governance.core import sql
 from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
 from governance.registry import artifacts, signals, validation
 from governance.registry.models import (
@@ -200,7 +201,7 @@ def version_create(
     now = timezone.now()
     with transaction.atomic():
         number = _next_version_number(model=model, now=now)
-        version = ModelVersion.objects.create(
+        version = ModelVersion(
             model=model, number=number, description=description, artifact_sha256=stored.sha256,
             artifact_size=stored.size, artifact_name=(getattr(artifact, "name", "") or "artifact")[-255:],
             artifact_path=stored.path, framework=framework, artifact_format=artifact_format,
@@ -210,6 +211,7 @@ def version_create(
             training_profile=training_profile or {}, created_by=actor,
             stage_changed_at=now,
         )  # fmt: skip
+        sql.insert(version)  # the registration hot path: a statement written once, not compiled per call
         audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
         enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk, actor=actor)
     return version
