@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.utils import timezone
 from governance.audit import chain
 from governance.audit.context import current
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
+from governance.core import sql
 
 
 class AuditContextMissing(RuntimeError):
@@ -48,6 +48,17 @@ def _object_ref(obj: models.Model | None, object_type: str | None, object_id: st
     return object_type, object_id or ""
 
 
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an event landed in the chain (cheaper to hand back than a model instance)."""
+
+    pk: int
+    seq: int
+    prev_hash: str
+    hash: str
+    created_at: dt.datetime
+
+
 def record(
     *,
     action: str,
@@ -59,7 +70,7 @@ def record(
     after: dict | None = None,
     changes: dict | None = None,
     actor=None,
-) -> AuditEvent:
+) -> Appended:
     """Append one event to the chain, inside the caller's transaction.
 
     Call it last in a service: the chain head stays locked from here to commit, so the
@@ -119,19 +130,18 @@ RETURNING id, seq, prev_hash, hash
 """
 
 
-def _append_postgresql(fields: dict, now: dt.datetime) -> AuditEvent:
+def _append_postgresql(fields: dict, now: dt.datetime) -> Appended:
     """One round trip: lock the head, hash in the server, insert the event, move the head.
 
-    The statement runs as a prepared statement with server-side parameters (Django's own
-    cursors bind on the client and make PostgreSQL parse and plan the CTE on every write);
-    it still goes through Django's execute wrappers, so query logging and counting see it.
+    A prepared statement with server-side parameters (Django's own cursors bind on the client
+    and make PostgreSQL parse and plan the CTE on every write).
     """
     params = dict(
         fields,
         actor_text="" if fields["actor_id"] is None else str(fields["actor_id"]),
         team_text="" if fields["team_id"] is None else str(fields["team_id"]),
     )
-    with _prepared_cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_PG_APPEND, params)
         row = cursor.fetchone()
         if row is None:  # an empty database: create the genesis head, then append
@@ -139,31 +149,16 @@ def _append_postgresql(fields: dict, now: dt.datetime) -> AuditEvent:
             cursor.execute(_PG_APPEND, params)
             row = cursor.fetchone()
     pk, seq, prev_hash, digest = row
-    return _event(fields, now, pk=pk, seq=seq, prev_hash=prev_hash, digest=digest)
+    return Appended(pk=pk, seq=seq, prev_hash=prev_hash, hash=digest, created_at=now)
 
 
-class _PreparedCursor(psycopg.Cursor):
-    def execute(self, query, params=None, *, prepare=True, binary=None):
-        return super().execute(query, params, prepare=prepare, binary=binary)
-
-
-def _prepared_cursor():
-    raw = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
-def _append_portable(fields: dict, now: dt.datetime) -> AuditEvent:
+def _append_portable(fields: dict, now: dt.datetime) -> Appended:
     head, _ = ChainHead.objects.select_for_update().get_or_create(id=1)
     seq = head.seq + 1
     digest = chain.event_hash(prev_hash=head.hash, seq=seq, **fields)
-    event = _event(fields, now, pk=None, seq=seq, prev_hash=head.hash, digest=digest)
-    event.save(force_insert=True)
+    event = AuditEvent.objects.create(seq=seq, prev_hash=head.hash, hash=digest, **dict(fields, created_at=now))
     ChainHead.objects.filter(id=1).update(seq=seq, prev_hash=head.hash, hash=digest)
-    return event
-
-
-def _event(fields: dict, now: dt.datetime, *, pk, seq, prev_hash, digest) -> AuditEvent:
-    return AuditEvent(pk=pk, seq=seq, prev_hash=prev_hash, hash=digest, **dict(fields, created_at=now))
+    return Appended(pk=event.pk, seq=seq, prev_hash=head.hash, hash=digest, created_at=now)
 
 
 # --- verification ---------------------------------------------------------------------------

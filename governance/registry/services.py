@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from governance.accounts.models import Team
@@ -221,7 +221,7 @@ def _next_version_number(*, model: RegisteredModel, now) -> int:
     """Allocate the next number and bump the counters in one statement, which also row-locks the
     model until commit: concurrent registrations of one model queue here, other models do not."""
     table = RegisteredModel._meta.db_table
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET latest_version_number = latest_version_number + 1, "
             "version_count = version_count + 1, updated_at = %s WHERE id = %s RETURNING latest_version_number, version_count",
