@@ -42,9 +42,19 @@ def width(model: type[models.Model]) -> int:
 def load(model: type[M], row) -> M:
     """A model instance from the values ``columns(model, ...)`` selected, as the ORM builds one."""
     fields = _fields(model)
-    values = [field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-              for field, value in zip(fields, row, strict=True)]  # fmt: skip
+    values = [decoder(field)(value) for field, value in zip(fields, row, strict=True)]
     return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def decoder(field: models.Field | None):
+    """What the ORM does to a column's value on the way out (JSON parsed; most fields nothing)."""
+    if field is None or not hasattr(field, "from_db_value"):
+        return _same
+    return lambda value: field.from_db_value(value, None, connection)
+
+
+def _same(value):
+    return value
 
 
 def insert(instance: models.Model) -> None:

@@ -1,3 +1,5 @@
+import functools
+
 from django.contrib.auth import get_user_model
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
@@ -188,12 +190,16 @@ def _iso(value):
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-# the training profile (up to a megabyte of statistics) is not part of the version's API rendering
+_VERSION_VALUES = selectors.VERSION_ROW
 _VERSION_COLUMNS = [f.name for f in ModelVersion._meta.concrete_fields if f.name != "training_profile"]
-_VERSION_VALUES = [
-    *(f.attname for f in ModelVersion._meta.concrete_fields if f.name not in ("artifact_path", "training_profile")),
-    "model__name", "model__team_id", "created_by__username",
-]  # fmt: skip
+
+
+def _newest_of_one_model(params) -> int | None:
+    """The model id when a list asks for nothing but the first page of one model's versions."""
+    if set(params) - {"model", "page_size"} or len(params.getlist("model")) != 1:
+        return None
+    value = params["model"]
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 class VersionPagination(NewestFirstCursorPagination):
@@ -314,8 +320,12 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     def list(self, request, *args, **kwargs):
         # plain rows, not model instances: the list is the hot read path of CI clients
-        rows = self.filter_queryset(self.get_queryset()).values(*_VERSION_VALUES)
-        page = self.paginate_queryset(rows)
+        model_id = _newest_of_one_model(request.query_params)
+        if model_id is not None:  # the first page of one model, asked after every registration
+            fetch = functools.partial(selectors.newest_versions, user=request.user, model_id=model_id)
+            page = self.paginator.paginate_first_page(fetch, request, self)
+        else:
+            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()).values(*_VERSION_VALUES))
         return self.get_paginated_response([version_out(row) for row in page])
 
     @extend_schema(

@@ -6,6 +6,7 @@ import difflib
 from functools import cache
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 
 from governance.accounts.permissions import team_ids_visible_to
@@ -38,6 +39,49 @@ def model_visible(*, user, pk: int) -> RegisteredModel | None:
 @cache
 def _model_statement() -> str:
     return f'SELECT {sql.columns(RegisteredModel, "m")} FROM "{RegisteredModel._meta.db_table}" m WHERE m."id" = %s'
+
+
+# A version as the API lists it: ``.values()`` names, without the artifact's storage path and the
+# training profile (up to a megabyte of statistics, not part of the listing)
+VERSION_ROW = (
+    *(f.attname for f in ModelVersion._meta.concrete_fields if f.name not in ("artifact_path", "training_profile")),
+    "model__name", "model__team_id", "created_by__username",
+)  # fmt: skip
+
+
+def newest_versions(*, user, model_id: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` versions of one model as ``VERSION_ROW`` dicts, in one prepared
+    statement on the (model, number) index: what every CI pipeline asks for after registering."""
+    with sql.cursor() as cursor:
+        cursor.execute(_newest_statement(), [model_id, limit])
+        rows = cursor.fetchall()
+    visible = team_ids_visible_to(user)
+    team = VERSION_ROW.index("model__team_id")
+    if not rows or (visible is not None and rows[0][team] not in visible):  # one model, so one team
+        return []
+    decode = _row_decoders()
+    return [{name: fn(value) for (name, fn), value in zip(decode, row, strict=True)} for row in rows]
+
+
+@cache
+def _newest_statement() -> str:
+    own = ", ".join(f'v."{ModelVersion._meta.get_field(name).column}"' for name in VERSION_ROW if "__" not in name)
+    return (
+        f'SELECT {own}, m."name", m."team_id", u."username" FROM "{ModelVersion._meta.db_table}" v '
+        f'JOIN "{RegisteredModel._meta.db_table}" m ON m."id" = v."model_id" '
+        f'LEFT JOIN "{get_user_model()._meta.db_table}" u ON u."id" = v."created_by_id" '
+        'WHERE v."model_id" = %s ORDER BY v."number" DESC LIMIT %s'
+    )
+
+
+@cache
+def _row_decoders() -> tuple[tuple[str, Any], ...]:
+    """(name, value decoder) for each VERSION_ROW column, as ``.values()`` would convert it."""
+    out = []
+    for name in VERSION_ROW:
+        field = None if "__" in name else ModelVersion._meta.get_field(name.removesuffix("_id"))
+        out.append((name, sql.decoder(field)))
+    return tuple(out)
 
 
 def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
