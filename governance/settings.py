@@ -213,6 +213,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 else:
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        CELERY_BROKER_TRANSPORT = "governance.broker:Transport"  # kombu's, sharing one client per channel
     # Longer than the longest task, so a slow task is not redelivered while it still runs.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "21600"))}
 CELERY_TASK_ACKS_LATE = True

@@ -115,3 +115,19 @@ def test_published_messages_carry_the_audit_context_but_do_not_print_it(
     assert headers["argsrepr"] == "(987654,)" and "req-private-7" not in headers["kwargsrepr"]
     body = jsonlib.loads(base64.b64decode(message["body"]))
     assert body[1]["_audit"]["request_id"] == "req-private-7" and body[1]["_audit"]["actor_label"] == "author"
+
+
+def test_the_redis_broker_publishes_through_one_client_per_channel():
+    """governance.broker: kombu's Redis channel, minus a new redis-py client for every message."""
+    from governance.broker import Channel
+    from governance.celery import app
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, Channel)
+        publisher = channel._create_client()
+        assert channel._create_client() is publisher
+        assert channel._create_client(asynchronous=True) is not publisher
+        assert publisher.connection_pool is channel.pool
+        publisher.lpush("charter-broker-test", b"x")
+        assert publisher.rpop("charter-broker-test") == b"x"
