@@ -98,6 +98,16 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bool(
+    "DATABASE_PREPARED_STATEMENTS", True
+):
+    # core.sql's statements (token, roles, model lookup, version insert, audit append) are prepared
+    # once per connection and planned once: re-planning them on every call was a third of their
+    # server time. Only they ask for preparation (the threshold keeps Django's own cursors out);
+    # set DATABASE_PREPARED_STATEMENTS=0 behind a pooler that cannot carry prepared statements.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options.setdefault("prepare_threshold", 1_000_000)
+    _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: one writer at a time, so wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

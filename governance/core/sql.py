@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import psycopg
 from django.db import connection, models
+from django.db.backends.utils import CursorDebugWrapper
 
 M = TypeVar("M", bound=models.Model)
 
@@ -95,4 +96,11 @@ def cursor():
         return connection.cursor()
     connection.ensure_connection()
     raw = _PreparedCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    return _LoggedCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Logs the statement as written: psycopg keeps no composed text of a prepared execution."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
