@@ -8,6 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from governance.accounts import selectors
+from governance.accounts import services as accounts
+from governance.accounts.models import Role
+from governance.audit.context import audit_context
 from governance.core import sql
 from governance.registry.models import ModelVersion
 
@@ -50,3 +53,20 @@ def test_a_row_loaded_by_hand_equals_the_orms(version):
     for field in ModelVersion._meta.concrete_fields:
         assert getattr(loaded, field.attname) == getattr(orm, field.attname), field.name
     assert loaded._state.adding is False and loaded._state.db == "default"
+
+
+def test_a_token_request_loads_its_owner_and_roles_with_the_token(api, users, team, model, make_version):
+    """One statement authenticates and loads every role; the first page of a model is the second."""
+    make_version(model)
+    with audit_context(source="cli", actor=users.admin):
+        accounts.membership_add(actor=users.admin, team=team, user=users.reviewer, role=Role.AUTHOR)
+        _, secret = accounts.token_create(actor=users.reviewer, name="ci", scopes=["read"])
+    client = api.with_token(secret)
+    client.get(f"/api/v1/versions/?model={model.pk}")  # the last-used stamp is written once a minute
+    with CaptureQueriesContext(connection) as queries:
+        listed = client.get(f"/api/v1/versions/?model={model.pk}").json()["results"]
+    assert len(listed) == 1
+    assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries.captured_queries]
+    token = selectors.token_by_prefix(secret.split("_")[1])
+    assert token.user == users.reviewer
+    assert token.user._charter_roles == {team.pk: frozenset({Role.REVIEWER, Role.AUTHOR})}

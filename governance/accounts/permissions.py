@@ -25,21 +25,27 @@ CAPABILITIES: dict[str, frozenset[str]] = {
 
 
 def roles_by_team(user) -> dict[int, frozenset[str]]:
-    """All of a user's roles, loaded once per user object (one query per request)."""
+    """All of a user's roles, loaded once per user object (at most one query per request)."""
     if not user.is_authenticated:
         return {}
     cached = getattr(user, "_charter_roles", None)
     if cached is None:
-        found: dict[int, set[str]] = {}
         with sql.cursor() as cursor:  # on every request, so a prepared statement rather than the ORM
             cursor.execute(
                 f'SELECT "team_id", "role" FROM "{Membership._meta.db_table}" WHERE "user_id" = %s', [user.pk]
             )
-            for team_id, role in cursor.fetchall():
-                found.setdefault(team_id, set()).add(role)
-        cached = {team_id: frozenset(roles) for team_id, roles in found.items()}
-        user._charter_roles = cached
+            cached = remember_roles(user, cursor.fetchall())
     return cached
+
+
+def remember_roles(user, memberships: Iterable[tuple[int, str]]) -> dict[int, frozenset[str]]:
+    """Keep the user's (team id, role) pairs on the user object for ``roles_by_team``
+    (API token authentication loads them with the token)."""
+    found: dict[int, set[str]] = {}
+    for team_id, role in memberships:
+        found.setdefault(team_id, set()).add(role)
+    user._charter_roles = {team_id: frozenset(roles) for team_id, roles in found.items()}
+    return user._charter_roles
 
 
 def token_team(user) -> int | None:
