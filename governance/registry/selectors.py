@@ -59,8 +59,8 @@ def newest_versions(*, user, model_id: int, limit: int) -> list[dict[str, Any]]:
     team = VERSION_ROW.index("model__team_id")
     if not rows or (visible is not None and rows[0][team] not in visible):  # one model, so one team
         return []
-    decode = _row_decoders()
-    return [{name: fn(value) for (name, fn), value in zip(decode, row, strict=True)} for row in rows]
+    fields = _row_fields()
+    return [dict(zip(VERSION_ROW, sql.decoded(fields, row), strict=True)) for row in rows]
 
 
 @cache
@@ -75,13 +75,11 @@ def _newest_statement() -> str:
 
 
 @cache
-def _row_decoders() -> tuple[tuple[str, Any], ...]:
-    """(name, value decoder) for each VERSION_ROW column, as ``.values()`` would convert it."""
-    out = []
-    for name in VERSION_ROW:
-        field = None if "__" in name else ModelVersion._meta.get_field(name.removesuffix("_id"))
-        out.append((name, sql.decoder(field)))
-    return tuple(out)
+def _row_fields() -> tuple:
+    """The version field behind each VERSION_ROW column (``None`` for the joined ones)."""
+    return tuple(
+        None if "__" in name else ModelVersion._meta.get_field(name.removesuffix("_id")) for name in VERSION_ROW
+    )
 
 
 def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
