@@ -1,7 +1,9 @@
+import pytest
 from rest_framework import serializers
 
-from governance.registry.api import VersionOut
-from tests.conftest import move
+from governance.core.api import FlatInput
+from governance.registry.api import VersionIn, VersionOut
+from tests.conftest import make_artifact, move
 
 
 def _generic(instance) -> dict:
@@ -65,3 +67,23 @@ def test_the_first_page_of_one_model_hides_what_the_user_cannot_see(api, users, 
     }  # fmt: skip
     assert api.as_user(users.viewer).get("/api/v1/versions/", {"model": 10**12}).json()["results"] == []
     assert api.as_user(users.viewer).get("/api/v1/versions/", {"model": "abc"}).status_code == 400
+
+
+def test_flat_input_copies_its_fields_per_instance():
+    """FlatInput shares the declared fields' settings, never their binding or their errors."""
+    good = VersionIn(data={"model": "3", "artifact": make_artifact(b"x"), "framework": "sklearn"})
+    bad = VersionIn(data={"model": "x", "framework": "cobol", "training_data_ref": "r" * 501})
+    assert good.is_valid(), good.errors
+    assert not bad.is_valid()
+    assert set(bad.errors) == {"model", "framework", "artifact", "training_data_ref"}
+    for name in ("model", "framework", "training_data_ref"):
+        assert good.fields[name] is not bad.fields[name]
+        assert good.fields[name].parent is good and bad.fields[name].parent is bad
+        assert VersionIn._declared_fields[name].parent is None  # the prototypes stay unbound
+    assert good.validated_data["model"] == 3
+
+    class Nested(FlatInput):
+        names = serializers.ListField(child=serializers.CharField())
+
+    with pytest.raises(TypeError, match="plain fields only"):
+        Nested().get_fields()

@@ -1,5 +1,7 @@
 """Small pieces every API module shares."""
 
+import copy
+
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -13,6 +15,24 @@ ErrorOut = inline_serializer(
         "fields": serializers.DictField(required=False, help_text="Per-field messages for invalid input."),
     },
 )
+
+
+class FlatInput(serializers.Serializer):
+    """An input serializer of plain fields (no nested serializers, no child fields) on a hot path.
+
+    DRF deep-copies the declared fields for every instance, which re-runs each field's
+    ``__init__``: 0.25 ms of the registration request for fourteen fields. Plain fields are
+    only read while validating, and ``bind`` sets its attributes on the copy, so a shallow
+    copy of each declared field serves as well.
+    """
+
+    def get_fields(self):
+        fields = {}
+        for name, field in self._declared_fields.items():
+            if isinstance(field, serializers.Serializer | serializers.ListField | serializers.DictField):
+                raise TypeError(f"{type(self).__name__}.{name}: FlatInput takes plain fields only.")
+            fields[name] = copy.copy(field)
+        return fields
 
 
 def errors(*codes: int) -> dict:

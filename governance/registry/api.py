@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from governance.accounts.selectors import team_list
 from governance.audit.api import AuditEventSerializer, paginated_trail
-from governance.core.api import errors, validated
+from governance.core.api import FlatInput, errors, validated
 from governance.core.errors import NotFound
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.registry import artifacts, selectors, services, validation
@@ -234,7 +234,7 @@ class VersionMetaFields(serializers.Serializer):
     tags = serializers.JSONField(required=False, validators=[_checked(validation.tags_problem)])
 
 
-class VersionIn(VersionMetaFields):
+class VersionIn(FlatInput, VersionMetaFields):
     model = serializers.IntegerField()
     training_profile = serializers.JSONField(
         binary=True, required=False, validators=[_checked(validation.training_profile_problem)],
