@@ -27,7 +27,7 @@ Usage, from a clone whose .venv/ holds requirements/base.lock (``scripts/run.sh`
 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5544/charter_bench   # WIPED; name must contain "bench"
     python3 -m venv var/bench/mlflow-venv && var/bench/mlflow-venv/bin/pip install mlflow psycopg2-binary
-    .venv/bin/python bench/api_concurrency.py                 # about 5 minutes
+    .venv/bin/python bench/api_concurrency.py                 # about 4 minutes
     .venv/bin/python bench/api_concurrency.py --duration 10 --charter sync:2 --mlflow-workers 2   # quick
     .venv/bin/python bench/api_concurrency.py --no-mlflow    # Charter only
 
@@ -83,7 +83,7 @@ def parse_args():
     parser.add_argument("--big", type=int, default=BIG_VERSIONS, help="versions of the big model")
     parser.add_argument(
         "--charter",
-        default="sync:2,sync:4,gthread:2x4,gthread:4x4",
+        default="sync:2,gthread:2x2",
         help="gunicorn configurations: sync:<workers> or gthread:<workers>x<threads>, comma-separated",
     )
     parser.add_argument("--mlflow-workers", default="2", help="comma-separated worker counts for mlflow server")
