@@ -141,12 +141,13 @@ class ModelVersion(models.Model):
         "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
     ]  # fmt: skip
 
-    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    # indexed by the (model, number) unique constraint, which also serves "newest first" backwards
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions", db_index=False)
     number = models.PositiveIntegerField()
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.DRAFT)
     description = models.TextField(blank=True)
 
-    artifact_sha256 = models.CharField(max_length=64, db_index=True)
+    artifact_sha256 = models.CharField(max_length=64)
     artifact_size = models.BigIntegerField()
     artifact_name = models.CharField(max_length=255)
     artifact_path = models.CharField(max_length=255)
@@ -179,7 +180,7 @@ class ModelVersion(models.Model):
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["model", "number"], name="version_number_unique_per_model")]
         indexes = [
-            models.Index(fields=["model", "-number"], name="version_model_number_idx"),
+            models.Index(fields=["artifact_sha256"], name="version_sha256_idx"),  # exact lookups only
             models.Index(fields=["model", "-id"], name="version_model_id_idx"),
             models.Index(fields=["stage", "-id"], name="version_stage_idx"),
         ]
