@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     ROOT,
+    checkpoint,
     heading,
     median,
     percentile,
@@ -383,7 +384,10 @@ def gunicorn_cmd(spec: str, port: int) -> list[str]:
 def run_charter(args, setup: CharterSetup, var_dir: Path) -> list[tuple[RunResult, tuple[float, float]]]:
     env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING", "CHARTER_VAR_DIR": str(var_dir)}
     out = []
+    from django.db import connection
+
     for spec in [s.strip() for s in args.charter.split(",") if s.strip()]:
+        checkpoint(connection)  # the previous run's writes flushed before this one, as for MLflow's seed
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = var_dir / f"gunicorn-{spec.replace(':', '-')}.log"
@@ -453,6 +457,7 @@ def mlflow_seed_big(url: str, name: str, n: int) -> None:
         conn.execute("UPDATE registered_models SET last_updated_time = %s WHERE name = %s", (now_ms, name))
         conn.execute("VACUUM ANALYZE model_versions")
         conn.execute("VACUUM ANALYZE registered_models")
+        checkpoint(conn)
 
 
 def mlflow_ops(base: str):

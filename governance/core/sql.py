@@ -1,12 +1,14 @@
 """Hand-written SQL for the few statements every CI request runs, with columns read from the models.
 
 The ORM compiles each statement anew: about 0.4 ms of CPU for a one-row SELECT, several times
-what it costs to run it. Authenticating an API token, loading the caller's roles, finding the
-model a version is registered to and inserting that version are on the path of every CI call,
-so those statements are written out once here instead. On PostgreSQL they run as prepared
-statements (parsed and planned once per connection). Column lists come from the models'
-metadata and rows become model instances through ``Model.from_db``, as a queryset would make
-them, so the SQL cannot drift from the schema. Everything else uses the ORM.
+what it costs to run it. Authenticating an API token with its owner's roles, finding the model
+a version is registered to, numbering and inserting that version, appending its audit event
+and listing a model's newest versions are on the path of every CI call, so those statements are
+written out once instead (in the selectors and services that own them, through this module).
+On PostgreSQL they run as prepared statements, planned once per connection (see
+``DATABASE_PREPARED_STATEMENTS`` in settings), with binary results. Column lists come from the
+models' metadata and rows become model instances through ``Model.from_db``, as a queryset
+would make them, so the SQL cannot drift from the schema. Everything else uses the ORM.
 """
 
 from __future__ import annotations
@@ -26,13 +28,9 @@ def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
     return tuple(model._meta.concrete_fields)
 
 
+@cache
 def columns(model: type[models.Model], alias: str) -> str:
     """``alias."col", ...`` for every concrete field, in the order ``load`` expects."""
-    return _columns(model, alias)
-
-
-@cache
-def _columns(model: type[models.Model], alias: str) -> str:
     return ", ".join(f'{alias}."{field.column}"' for field in _fields(model))
 
 
