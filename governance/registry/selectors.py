@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 
-from governance.accounts.permissions import team_ids_visible_to
+from governance.accounts.permissions import can, team_ids_visible_to
 from governance.core import sql
 from governance.registry.models import CARD_SECTIONS, ModelCard, ModelVersion, RegisteredModel, Stage
 
@@ -31,9 +31,8 @@ def model_visible(*, user, pk: int) -> RegisteredModel | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    visible = team_ids_visible_to(user)
     model = sql.load(RegisteredModel, row)
-    return model if visible is None or model.team_id in visible else None
+    return model if can(user, "view", model.team_id) else None
 
 
 @cache
@@ -55,9 +54,7 @@ def newest_versions(*, user, model_id: int, limit: int) -> list[dict[str, Any]]:
     with sql.cursor() as cursor:
         cursor.execute(_newest_statement(), [model_id, limit])
         rows = cursor.fetchall()
-    visible = team_ids_visible_to(user)
-    team = VERSION_ROW.index("model__team_id")
-    if not rows or (visible is not None and rows[0][team] not in visible):  # one model, so one team
+    if not rows or not can(user, "view", rows[0][VERSION_ROW.index("model__team_id")]):  # one model, one team
         return []
     fields = _row_fields()
     return [dict(zip(VERSION_ROW, sql.decoded(fields, row), strict=True)) for row in rows]
@@ -65,7 +62,7 @@ def newest_versions(*, user, model_id: int, limit: int) -> list[dict[str, Any]]:
 
 @cache
 def _newest_statement() -> str:
-    own = ", ".join(f'v."{ModelVersion._meta.get_field(name).column}"' for name in VERSION_ROW if "__" not in name)
+    own = ", ".join(f'v."{field.column}"' for field in _row_fields() if field is not None)
     return (
         f'SELECT {own}, m."name", m."team_id", u."username" FROM "{ModelVersion._meta.db_table}" v '
         f'JOIN "{RegisteredModel._meta.db_table}" m ON m."id" = v."model_id" '
@@ -77,9 +74,7 @@ def _newest_statement() -> str:
 @cache
 def _row_fields() -> tuple:
     """The version field behind each VERSION_ROW column (``None`` for the joined ones)."""
-    return tuple(
-        None if "__" in name else ModelVersion._meta.get_field(name.removesuffix("_id")) for name in VERSION_ROW
-    )
+    return tuple(None if "__" in name else ModelVersion._meta.get_field(name) for name in VERSION_ROW)
 
 
 def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
