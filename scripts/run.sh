@@ -3,6 +3,7 @@
 #
 #   scripts/run.sh                     http://127.0.0.1:8000/
 #   HOST=0.0.0.0 PORT=9000 scripts/run.sh
+#   CHARTER_VENV=/path/to/venv scripts/run.sh   a virtualenv other than .venv (made if missing)
 #
 # Zero setup: SQLite and a filesystem Celery broker under var/ (or $CHARTER_VAR_DIR) unless
 # DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl-C or SIGTERM stops the web server and
@@ -18,7 +19,8 @@ PORT="${PORT:-8000}"
 DEMO_PASSWORD="${DEMO_PASSWORD:-charter-demo}"
 export DEMO_PASSWORD
 VAR_DIR="${CHARTER_VAR_DIR:-$ROOT/var}"
-PY=.venv/bin/python
+VENV="${CHARTER_VENV:-.venv}"
+PY="$VENV/bin/python"
 
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
@@ -75,11 +77,35 @@ stop_stale_worker() {
   rm -f "$WORKER_PIDFILE"
 }
 
+# The web app and every module the worker loads import cleanly (about a second).
+imports_ok() {
+  "$PY" - >"$VAR_DIR/log/import-check.log" 2>&1 <<'PY'
+import django
+from governance.celery import app
+django.setup()
+app.loader.import_default_modules()
+import gunicorn.app.wsgiapp
+import governance.wsgi
+PY
+}
+
 # --- main ------------------------------------------------------------------------------------
 
 # base.lock is a subset of dev.lock: an environment synced for the tests already has it all.
 venv_sync requirements/base.lock requirements/dev.lock
 mkdir -p "$VAR_DIR/log" "$VAR_DIR/run"
+
+# The stamp says the venv was synced; this says it still works (a package removed or broken by
+# hand since, a stamp an older version of these scripts wrote too early). Re-sync once, then stop.
+if ! imports_ok; then
+  tail -n 3 "$VAR_DIR/log/import-check.log" >&2 || true
+  log "Charter does not import in $VENV; re-syncing it with requirements/base.lock"
+  VENV_FORCE_SYNC=1 venv_sync requirements/base.lock
+  if ! imports_ok; then
+    tail -n 40 "$VAR_DIR/log/import-check.log" >&2 || true
+    die "Charter does not import in $VENV even after re-syncing it; see above (or remove $VENV and run again)."
+  fi
+fi
 
 if port_in_use "$HOST" "$PORT"; then
   die "Something is already listening on $HOST:$PORT (another scripts/run.sh?). Stop it or set PORT=..."
@@ -98,7 +124,7 @@ trap 'exit 143' TERM
 
 stop_stale_worker
 log "Starting the Celery worker (log: $VAR_DIR/log/worker.log)"
-.venv/bin/celery -A governance worker -Q default,evaluations,deploy --concurrency 1 --loglevel info \
+"$VENV/bin/celery" -A governance worker -Q default,evaluations,deploy --concurrency 1 --loglevel info \
   --pidfile "$WORKER_PIDFILE" >>"$VAR_DIR/log/worker.log" 2>&1 &
 WORKER_PID=$!
 sleep 2
@@ -131,7 +157,7 @@ cat <<EOF
 EOF
 
 # In the background with a wait, so SIGTERM reaches the trap at once instead of after gunicorn exits.
-.venv/bin/gunicorn governance.wsgi --bind "$HOST:$PORT" --workers 2 --timeout 120 \
+"$VENV/bin/gunicorn" governance.wsgi --bind "$HOST:$PORT" --workers 2 --timeout 120 \
   --access-logfile - --error-logfile - --capture-output &
 WEB_PID=$!
 rc=0

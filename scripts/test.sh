@@ -13,6 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+VENV=.venv # always the checkout's own; CHARTER_VENV is for scripts/run.sh only
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
@@ -214,6 +215,7 @@ step() {
 
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
+step "deptry" .venv/bin/deptry governance workers
 step "manage.py check" .venv/bin/python manage.py check
 step "makemigrations --check" .venv/bin/python manage.py makemigrations --check --dry-run
 step "pytest" .venv/bin/pytest "$@"

@@ -1,10 +1,17 @@
 """The README's run command, for real: scripts/run.sh on the embedded default (SQLite, the
-filesystem broker, a real Celery worker, gunicorn), then a demo reviewer in headless Chromium."""
+filesystem broker, a real Celery worker, gunicorn), then a demo reviewer in headless Chromium.
+
+run.sh runs in a virtualenv built from requirements/base.lock alone, as on a fresh clone: the
+test virtualenv has every dev package, so a runtime import that only dev.lock pins would pass here
+and fail for a new user. That virtualenv lives outside the checkout, one per base.lock content."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +29,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--disable-sync", "--disable-quic",
 ]  # fmt: skip
 DEMO_PASSWORD = "charter-demo"
+BASE_LOCK = ROOT / "requirements" / "base.lock"
+# in dev.lock only: none of them may be importable in the virtualenv run.sh used
+DEV_ONLY_MODULES = ("pytest", "pytest_django", "xdist", "factory", "playwright", "skl2onnx", "deptry")
 
 pytestmark = pytest.mark.browser
 
@@ -33,22 +43,61 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """Start scripts/run.sh exactly as the README says, on a private var dir and port."""
+def base_venv() -> Path:
+    """Where run.sh keeps its base.lock-only virtualenv: outside the checkout, so a clean clone on
+    this machine reuses it, and named by base.lock's sha256, so it never holds anything else (a
+    changed lock is a new directory; the ones for older locks are removed once unused)."""
+    sha = hashlib.sha256(BASE_LOCK.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charter"
+    cache.mkdir(parents=True, exist_ok=True)
+    venv = cache / f"venv-base-{sha}"
+    with open(cache / "venv-base.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for old in cache.glob("venv-base-*"):
+            # an hour unused: not a run that another checkout (with another lock) has going now
+            if old.is_dir() and old != venv and time.time() - _last_used(old) > 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        if venv.is_dir():
+            (venv / ".charter-last-used").touch()
+    return venv
+
+
+def _last_used(venv: Path) -> float:
+    marker = venv / ".charter-last-used"
+    return (marker if marker.exists() else venv).stat().st_mtime
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, base_venv):
+    """Start scripts/run.sh exactly as the README says, on a private var dir and port, in the
+    base.lock-only virtualenv."""
     var = tmp_path_factory.mktemp("run-var")
     port = _free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "MEDIA_ROOT")
+        and k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
     }
-    env.update(CHARTER_VAR_DIR=str(var), PORT=str(port), HOST="127.0.0.1", DEMO_PASSWORD=DEMO_PASSWORD)
+    # nothing of the test virtualenv leaks in: run.sh makes its own from a system Python
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and not Path(p).resolve().is_relative_to(ROOT)
+    )
+    env.update(
+        CHARTER_VAR_DIR=str(var), CHARTER_VENV=str(base_venv), PORT=str(port), HOST="127.0.0.1",
+        DEMO_PASSWORD=DEMO_PASSWORD,
+    )  # fmt: skip
     log = open(var / "run.log", "wb")
+    # One build at a time: a second session waits for the first to come up, then finds it synced.
+    building = open(base_venv.parent / "venv-base.lock", "w")
+    fcntl.flock(building, fcntl.LOCK_EX)
+    # A first build installs all of base.lock (several minutes cold); later runs only start.
+    synced = (base_venv / ".charter-base-lock.sha256").is_file()
     proc = subprocess.Popen(
         ["scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + (300 if synced else 1500)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
@@ -59,7 +108,9 @@ def served(tmp_path_factory):
             pass
         time.sleep(1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    building.close()
     if proc.poll() is not None:
         pytest.fail("scripts/run.sh did not come up:\n" + (var / "run.log").read_text(errors="replace")[-4000:])
     yield base, var
@@ -69,6 +120,26 @@ def served(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
+
+
+def test_run_command_runs_in_a_base_lock_only_virtualenv(served, base_venv):
+    _, var = served
+    # the worker run.sh started is the base virtualenv's
+    worker = int((var / "run" / "worker.pid").read_text())
+    cmdline = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.decode().startswith(str(base_venv) + "/bin/") for arg in cmdline), cmdline
+    # synced from base.lock (not short-circuited by a dev.lock stamp), and nothing from dev.lock in it
+    stamp = base_venv / ".charter-base-lock.sha256"
+    assert stamp.read_text().strip() == hashlib.sha256(BASE_LOCK.read_bytes()).hexdigest()
+    assert not (base_venv / ".charter-dev-lock.sha256").exists()
+    probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))"
+    found = subprocess.run(
+        [base_venv / "bin" / "python", "-c", probe, "requests", *DEV_ONLY_MODULES],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert found == ["requests"], f"dev-only packages in the run command's virtualenv: {found[1:]}"
+    log = (var / "log" / "worker.log").read_text(errors="replace")
+    assert "ImportError" not in log and "ModuleNotFoundError" not in log
 
 
 def _login(base: str, username: str) -> requests.Session:
