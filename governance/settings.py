@@ -60,6 +60,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Pages and API responses are gzipped when the client asks (bench/pages.py: audit log 151 -> 18 KiB);
+    # streamed responses (artifact downloads) are left as they are.
+    # Static files never get here: WhiteNoise above answers them with the copies collectstatic
+    # compressed. BREACH (guessing a secret on a compressed page that also reflects attacker text,
+    # from response sizes) is mitigated: Django masks the CSRF token afresh in every response, and
+    # this middleware (Django >= 4.2) pads every response with 0-99 random bytes ("Heal the
+    # Breach"), which drowns the one-byte length differences the attack measures.
+    "governance.core.middleware.GZipPagesMiddleware",
     "governance.core.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -158,7 +166,13 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT / "evaluation-data"},
     },
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # collectstatic (scripts/run.sh and the Dockerfile run it) writes every file under a content-
+    # hashed name (vendor/plotly-charter.min.<hash>.js) with a gzip copy, and a manifest that
+    # {% static %} reads; WhiteNoise serves the hashed names with "max-age=315360000, public,
+    # immutable", so a browser downloads each version of a file once. Pages cannot render without
+    # the manifest: the test suite, which does not collect, swaps in the plain storage
+    # (tests/conftest.py), and tests/test_static_delivery.py checks this one for real.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", str(512 * 1024 * 1024)))
 # Evaluation data uploaded with a run request; deleted when the run ends unless retained

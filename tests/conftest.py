@@ -29,6 +29,9 @@ PASSWORD = "correct-horse-battery"
 def _artifact_storage(tmp_path, settings):
     settings.STORAGES = {
         **settings.STORAGES,
+        # Static files by their own names: the suite does not run collectstatic, which the manifest
+        # storage of settings.py needs (tests/test_static_delivery.py checks that one for real).
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
         "artifacts": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": tmp_path / "artifacts"},

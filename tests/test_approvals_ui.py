@@ -270,7 +270,7 @@ def test_the_review_page_compares_with_the_deployed_version(login, users, superu
     req = request(v2, users.author)
     page = _text(login(users.reviewer).get(reverse("review-detail", args=[req.pk])))
     assert "v1 (deployed)" in page and "+0.03" in page
-    assert 'id="metrics-chart"' in page and "metrics-chart-data" in page and "plotly.min.js" in page
+    assert 'id="metrics-chart"' in page and "metrics-chart-data" in page and "plotly-charter.min.js" in page
 
 
 # --- the queue ------------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ def test_an_active_run_page_polls_its_progress_and_reloads_when_done(login, user
     partial = client.get(reverse("evaluation-progress", args=[run.pk]))
     assert "42%" in partial.content.decode() and "Explaining rows" in partial.content.decode()
     assert "HX-Refresh" not in partial
+    # the header's badge follows the progress: swapped out of band by its id, no longer "Queued"
+    badge = partial.content.decode().split('id="run-status"', 1)[1].split("</span>", 1)[0]
+    assert 'hx-swap-oob="true"' in badge and "run-running" in badge and "Running" in badge and "Queued" not in badge
+    assert page.count('id="run-status"') == 1 and "hx-swap-oob" not in page
     finished(run, {"accuracy": 0.9})
     done = client.get(reverse("evaluation-progress", args=[run.pk]))
     assert done["HX-Refresh"] == "true" and "every 1s" not in done.content.decode()
@@ -74,7 +78,7 @@ def test_a_finished_run_shows_summary_tables_figures_and_environment(login, user
     run = finished(queued(version, users.author), {"accuracy": 0.9125, "roc_auc": 0.88})
     body = login(users.viewer).get(run.get_absolute_url()).content.decode()
     assert "0.9125" in body and "By group" in body and "LinearExplainer" in body
-    assert 'data-figure="figure-' in body and "vendor/plotly.min.js" in body and "test-host" in body
+    assert 'data-figure="figure-' in body and "js/figures.js" in body and "test-host" in body  # plotly: any bundle
     assert reverse("api:evaluationrun-download", args=[run.pk]) in body
     assert "deleted" in body  # the data file went with the run
 
@@ -85,8 +89,58 @@ def test_compare_shows_the_same_evaluation_on_two_versions(login, users, model, 
     b = finished(queued(newer, users.author), {"accuracy": 0.85})
     client = login(users.viewer)
     body = client.get(reverse("evaluation-compare"), {"a": a.pk, "b": b.pk}).content.decode()
-    assert "0.8000" in body and "0.8500" in body and "0.0500" in body and "delta-up" in body
+    assert "0.8000" in body and "0.8500" in body and "+0.0500" in body and "delta-better" in body
     assert client.get(reverse("evaluation-compare"), {"a": a.pk, "b": "x"}).status_code == 404
+
+
+def _change_class(body: str, label: str) -> str:
+    row = body.split(f"<td>{label}</td>", 1)[1].split("</tr>", 1)[0]
+    return row.split('class="delta', 1)[1].split('"', 1)[0].strip()
+
+
+def test_compare_colours_each_change_by_whether_it_is_better_for_that_measure(login, users, model, version,
+                                                                              make_version):  # fmt: skip
+    newer = make_version(model)
+    before = {"demographic_parity_difference": 0.05, "demographic_parity_ratio": 0.80, "selection_rate": 0.30,
+              "log_loss": 0.40, "roc_auc": 0.80}  # fmt: skip
+    after = {"demographic_parity_difference": 0.12, "demographic_parity_ratio": 0.70, "selection_rate": 0.35,
+             "log_loss": 0.30, "roc_auc": 0.80}  # fmt: skip
+    a = finished(queued(version, users.author, kind="fairness"), before)
+    b = finished(queued(newer, users.author, kind="fairness"), after)
+    body = login(users.viewer).get(reverse("evaluation-compare"), {"a": a.pk, "b": b.pk}).content.decode()
+    assert _change_class(body, "Demographic parity difference") == "delta-worse"  # a higher difference is worse
+    assert _change_class(body, "Demographic parity ratio") == "delta-worse"
+    assert _change_class(body, "Log loss") == "delta-better"
+    assert _change_class(body, "Selection rate (all rows)") == ""  # neither way is better: no colour
+    assert _change_class(body, "ROC AUC") == ""  # no change
+
+
+def test_nested_figures_are_flattened_named_and_paired_by_name(login, users, model, version, make_version):
+    """Fairness stores figures per sensitive feature and LIME a list: one chart each, in both runs."""
+    newer = make_version(model)
+    nested = {"sex": {"selection_rate": FIGURE, "error_rates": FIGURE}, "lime_rows": [FIGURE, FIGURE]}
+    a = finished(queued(version, users.author, kind="fairness"), {"accuracy": 0.8}, figures=nested)
+    only_selection = {"sex": {"selection_rate": FIGURE}}
+    b = finished(queued(newer, users.author, kind="fairness"), {"accuracy": 0.8}, figures=only_selection)
+    client = login(users.viewer)
+    body = client.get(a.get_absolute_url()).content.decode()
+    assert body.count("data-figure=") == 4 and "Selection rate · sex" in body
+    assert "Error rates (TPR and FPR) · sex" in body
+    assert "This chart is drawn in the browser" in body  # what a page without JavaScript says in its place
+    compare = client.get(reverse("evaluation-compare"), {"a": a.pk, "b": b.pk}).content.decode()
+    pairs = compare.split('<div class="grid grid-2"')[1:]
+    selection = next(p for p in pairs if "Selection rate · sex" in p)
+    assert selection.count("data-figure=") == 2  # the same figure of both runs, side by side
+    assert sum("Not in this run." in p for p in pairs) == 3  # error rates and the two LIME rows: v1 only
+
+
+def test_summary_labels_read_as_written_by_a_person(login, users, version):
+    run = finished(queued(version, users.author), {"roc_auc": 0.88, "mean_abs_shap.debt_ratio": 0.2,
+                                                   "accuracy.delta_at_noise_0.05": -0.01, "f1_macro": 0.7})  # fmt: skip
+    body = login(users.viewer).get(run.get_absolute_url()).content.decode()
+    for label in ("ROC AUC", "Mean |SHAP|: debt_ratio", "Accuracy: change under noise 0.05×σ", "F1 (macro average)"):
+        assert f"<dt>{label}</dt>" in body, label
+    assert "Roc auc" not in body and "Mean abs shap" not in body
 
 
 def test_other_teams_see_nothing_and_viewers_cannot_cancel(login, users, version):

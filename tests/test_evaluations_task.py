@@ -130,6 +130,7 @@ def test_data_quality_compares_evaluation_data_with_the_registered_training_prof
     assert run.result["summary"]["missing_columns"] == 1  # "region" was in training
     assert run.result["comparison"]["columns"]["income"]["psi_level"] == "major shift"
     assert any("income" in note for note in run.result["notes"])
+    assert set(run.figures) == {"psi", "missing"} and "figures" not in run.result["comparison"]  # drawn, not buried
 
 
 def test_a_malformed_training_profile_is_refused_at_registration(api, users, model):

@@ -119,7 +119,7 @@ def test_home_shows_stage_counts_chart_data_and_awaiting_review(login, users, mo
         "Draft": 1, "In review": 1, "Changes requested": 0, "Rejected": 0, "Approved": 0, "Deployed": 0,
         "Deprecated": 0, "Retired": 0,
     }  # fmt: skip
-    assert b'id="stage-chart-data"' in response.content and b"plotly.min.js" in response.content
+    assert b'id="stage-chart-data"' in response.content and b"plotly-charter.min.js" in response.content
     assert [v.pk for v in response.context["awaiting"]] == [first.pk]
     assert response.context["models_count"] == 1
     assert any(e.action == "version.transition" for e in response.context["recent"])

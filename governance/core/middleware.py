@@ -1,4 +1,19 @@
+from django.middleware.gzip import GZipMiddleware
+
 from governance.audit import context
+
+
+class GZipPagesMiddleware(GZipMiddleware):
+    """Django's gzip, for pages and API documents only.
+
+    Streamed responses are artifact and evaluation downloads, up to ``ARTIFACT_MAX_BYTES``: already
+    compressed formats whose ``Content-Length`` clients check, and not worth a web worker's CPU.
+    """
+
+    def process_response(self, request, response):
+        if response.streaming:
+            return response
+        return super().process_response(request, response)
 
 
 class RequestIdMiddleware:

@@ -50,7 +50,7 @@ def run_detail(request, pk: int):
 def run_progress(request, pk: int):
     """The live part of the run page (htmx polls it while the run is queued or running)."""
     run = _visible_run(request, pk)
-    response = render(request, "evaluations/_progress.html", {"run": run})
+    response = render(request, "evaluations/_progress.html", {"run": run, "oob": True})  # oob: the header badge too
     if not run.is_active:
         response["HX-Refresh"] = "true"  # finished: reload the whole page with its results
     return response

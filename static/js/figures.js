@@ -1,4 +1,7 @@
 // Draws every stored Plotly figure on the page: <div data-figure="ID"> + a json_script with that ID.
+// The server sends one spec per chart, {data: [traces], layout: {}} (governance/evaluations/presenters.py
+// flattens the engines' nesting); a nested shape that slips through still draws its first spec.
+// Until a chart draws, its container shows a sentence saying where its numbers are (.figure-fallback).
 (function () {
   if (!window.Plotly) return;
   var base = {
@@ -7,11 +10,57 @@
     plot_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#334155" }
   };
+
+  function isSpec(node) {
+    return node && typeof node === "object" && Array.isArray(node.data);
+  }
+
+  function firstSpec(node) {
+    if (isSpec(node)) return node;
+    if (!node || typeof node !== "object") return null;
+    var children = Array.isArray(node) ? node : Object.keys(node).map(function (k) { return node[k]; });
+    for (var i = 0; i < children.length; i++) {
+      var found = firstSpec(children[i]);
+      if (found) return found;
+    }
+    return null;
+  }
+
+  function filled(v) {
+    return Array.isArray(v) && v.some(function (x) { return Array.isArray(x) ? filled(x) : x !== null && x !== undefined; });
+  }
+
+  // Group names such as "0" and "1" are categories: Plotly would read them as numbers and draw
+  // them at 0 and 1 on a linear axis (-0.5 to 1.5). Axes whose values are all strings are categories.
+  function categoryAxes(traces, layout) {
+    ["x", "y"].forEach(function (letter) {
+      var axis = letter + "axis";
+      if (layout[axis] && layout[axis].type) return;
+      var seen = false;
+      var allText = traces.every(function (t) {
+        var values = t[letter];
+        if (!Array.isArray(values) || !values.length) return true;
+        seen = true;
+        return values.every(function (v) { return typeof v === "string"; });
+      });
+      if (seen && allText) layout[axis] = Object.assign({}, layout[axis] || {}, { type: "category" });
+    });
+  }
+
   document.querySelectorAll("[data-figure]").forEach(function (el) {
     var source = document.getElementById(el.getAttribute("data-figure"));
+    var fallback = el.querySelector(".figure-fallback");
     if (!source) return;
-    var spec = JSON.parse(source.textContent);
+    var spec;
+    try { spec = firstSpec(JSON.parse(source.textContent)); } catch (e) { spec = null; }
+    var traces = spec ? spec.data : [];
+    if (!traces.some(function (t) { return ["x", "y", "z", "values"].some(function (k) { return filled(t[k]); }); })) {
+      if (fallback) fallback.textContent = "Nothing to draw for this run; the tables and the downloadable JSON hold its numbers.";
+      return;
+    }
     var layout = Object.assign({}, base, spec.layout || {});
-    window.Plotly.newPlot(el, spec.data || [], layout, { displayModeBar: false, responsive: true });
+    categoryAxes(traces, layout);
+    if (fallback) fallback.remove();
+    window.Plotly.newPlot(el, traces, layout, { displayModeBar: false, responsive: true });
   });
 })();

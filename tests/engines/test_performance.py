@@ -32,6 +32,17 @@ def test_binary_classifier_metrics_equal_scikit_learn(data, gbt):
     json.dumps(data_out, allow_nan=False)
     assert set(data_out["figures"]) == {"confusion_matrix", "roc", "calibration"}
     assert data_out["figures"]["confusion_matrix"]["data"][0]["type"] == "heatmap"
+    # labels 0 and 1 are classes: category axes, or Plotly draws a number line from -0.5 to 1.5
+    layout = data_out["figures"]["confusion_matrix"]["layout"]
+    assert layout["xaxis"]["type"] == layout["yaxis"]["type"] == "category"
+
+
+def test_bar_charts_keep_numeric_looking_groups_as_categories():
+    from workers.engines import figures
+
+    assert figures.bar([0, 1], [0.3, 0.4], title="t")["layout"]["xaxis"]["type"] == "category"
+    assert figures.bar(["0", "1"], [0.3, 0.4], title="t", horizontal=True)["layout"]["yaxis"]["type"] == "category"
+    assert figures.grouped_bars([0, 1], {"a": [1, 2]}, title="t")["layout"]["xaxis"]["type"] == "category"
 
 
 def test_calibration_curve_equals_scikit_learn():

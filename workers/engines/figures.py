@@ -17,6 +17,9 @@ from workers.engines.serialize import jsonable
 Figure = dict[str, Any]
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+# Categories are drawn as given, in order: labels such as "0" and "1" are names, not numbers (Plotly
+# would otherwise read them as numbers and draw a linear axis from -0.5 to 1.5).
+CATEGORY_AXIS = {"type": "category"}
 # Low to high feature value, as SHAP's own beeswarm colours them.
 VALUE_COLOURSCALE = [[0.0, "#008bfb"], [1.0, "#ff0051"]]
 
@@ -80,13 +83,13 @@ def bar(
         error = _error(list(values)[::-1], list(ci)[::-1] if ci is not None else None)
         if error:
             trace["error_x"] = error
-        layout = _layout(title, value_title, category_title)
+        layout = _layout(title, value_title, category_title, yaxis=CATEGORY_AXIS)
     else:
         trace.update(x=cats, y=list(values))
         error = _error(list(values), ci)
         if error:
             trace["error_y"] = error
-        layout = _layout(title, category_title, value_title)
+        layout = _layout(title, category_title, value_title, xaxis=CATEGORY_AXIS)
     if reference is not None:
         level, label = reference
         axis = "x" if horizontal else "y"
@@ -127,7 +130,7 @@ def grouped_bars(
         if error:
             trace["error_y"] = error
         traces.append(trace)
-    return figure(traces, _layout(title, category_title, value_title, barmode="group"))
+    return figure(traces, _layout(title, category_title, value_title, barmode="group", xaxis=CATEGORY_AXIS))
 
 
 def heatmap(
@@ -147,12 +150,12 @@ def heatmap(
         "x": [str(v) for v in x],
         "y": [str(v) for v in y],
         "colorscale": "Blues",
+        "reversescale": True,  # Plotly's Blues runs dark to light: the largest counts dark
         "hoverongaps": False,
     }
     if text is not None:
         trace.update(text=[list(row) for row in text], texttemplate="%{text}")
-    layout = _layout(title, x_title, y_title)
-    layout["yaxis"]["autorange"] = "reversed"
+    layout = _layout(title, x_title, y_title, xaxis=CATEGORY_AXIS, yaxis={**CATEGORY_AXIS, "autorange": "reversed"})
     return figure([trace], layout)
 
 

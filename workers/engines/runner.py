@@ -124,7 +124,8 @@ def _shap_figures(summary, X) -> dict[str, Any]:
             "q3": _rounded(quartiles[3]), "upperfence": _rounded(quartiles[4]),
         }],
         "layout": {"title": {"text": "Spread of attributions (5th–95th percentile)"},
-                   "xaxis": {"title": {"text": "SHAP value"}}, "yaxis": {"autorange": "reversed"}, "showlegend": False},
+                   "xaxis": {"title": {"text": "SHAP value"}}, "yaxis": {"autorange": "reversed", "type": "category"},
+                   "showlegend": False},
     }  # fmt: skip
     if values.shape[0] != len(X):  # a model-agnostic explainer explained a sample: no per-row alignment here
         return figures_out
@@ -268,6 +269,7 @@ def _data_quality(frame, training_profile, progress):
         return result, {}
     progress(0.5, "Comparing with the training data")
     comparison = data_quality.compare(training_profile, frame)
+    figures = comparison.pop("figures", None) or {}  # PSI and missing share per column: aggregates
     for entry in (comparison.get("columns") or {}).values():
         if entry.get("unseen_categories"):
             entry["unseen_categories"] = []  # the count stays; the values could be anyone's data
@@ -292,7 +294,7 @@ def _data_quality(frame, training_profile, progress):
     if major:
         notes.append(f"Major distribution shift (PSI > 0.25) in: {', '.join(major)}.")
     result["notes"] = notes or ["The evaluation data resembles the training data on every compared column."]
-    return result, {}
+    return result, figures
 
 
 MIN_CATEGORY_COUNT = 5
