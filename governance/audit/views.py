@@ -11,40 +11,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from governance.accounts.permissions import can_anywhere
-from governance.audit import selectors, services
+from governance.accounts.permissions import can_anywhere, team_ids_visible_to
+from governance.audit import actions, selectors, services
 from governance.audit.filters import AuditEventFilter
 
 PAGE_SIZE = 50
 
-KNOWN_ACTIONS = [
-    "model.create", "model.update", "model.delete", "version.create", "version.update", "version.transition",
-    "version.artifact_inspected", "card.save", "team.create", "team.update", "membership.add", "membership.remove",
-    "token.create", "token.revoke", "user.login", "user.login_failed", "permission.denied",
-]  # fmt: skip
 KNOWN_OBJECT_TYPES = [
-    "registry.registeredmodel", "registry.modelversion", "registry.modelcard", "accounts.team",
-    "accounts.membership", "accounts.apitoken", "auth.user", "request",
+    "registry.registeredmodel", "registry.modelversion", "registry.modelcard", "approvals.policy",
+    "approvals.approvalrequest", "approvals.decision", "evaluations.evaluationrun", "notifications.webhook",
+    "accounts.team", "accounts.membership", "accounts.apitoken", "auth.user", "request",
 ]  # fmt: skip
-
-_VERBS = {
-    "model.create": "registered",
-    "model.update": "edited",
-    "model.delete": "deleted",
-    "version.create": "registered",
-    "version.update": "edited",
-    "version.artifact_inspected": "inspected the artifact of",
-    "card.save": "edited the model card of",
-    "team.create": "created team",
-    "team.update": "edited team",
-    "membership.add": "added a membership in",
-    "membership.remove": "removed a membership in",
-    "token.create": "created an API token",
-    "token.revoke": "revoked an API token",
-    "user.login": "signed in",
-    "user.login_failed": "failed to sign in",
-    "permission.denied": "was refused",
-}
 
 
 def describe_events(user, events) -> list:
@@ -84,7 +61,7 @@ def describe_events(user, events) -> list:
     for event in events:
         after = event.parsed.get("after") or {}
         before = event.parsed.get("before") or {}
-        event.verb = _VERBS.get(event.action, event.action)
+        event.verb = actions.verb(event.action)
         event.subject, event.url = "", ""
         event.from_stage = event.to_stage = None
         if event.version_ref is not None:
@@ -114,6 +91,27 @@ def _int(value) -> int | None:
         return None
 
 
+def _hidden_in_range(user, rows, *, filters_active: bool) -> dict | None:
+    """Why the page's sequence numbers skip: sequence numbers count every event of the chain.
+
+    The page is one seq range, so what it does not show is the range's width minus its rows:
+    arithmetic on the page itself, no COUNT.
+    """
+    if not rows:
+        return None
+    newest, oldest = rows[0].seq, rows[-1].seq
+    count = newest - oldest + 1 - len(rows)
+    if count <= 0:
+        return None
+    if filters_active:
+        why = "filtered"
+    elif team_ids_visible_to(user) is None:
+        why = "missing"  # someone who may read every event sees a hole in the chain itself
+    else:
+        why = "other_teams"
+    return {"count": count, "oldest": oldest, "newest": newest, "why": why}
+
+
 @login_required
 def audit_log(request):
     user = request.user
@@ -135,14 +133,16 @@ def audit_log(request):
         has_older = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         has_newer = before is not None and bool(rows)
+    filters_active = any(params.get(k) for k in filterset.form.fields)
     context = {
         "events": describe_events(user, rows),
         "filterset": filterset,
-        "filters_active": any(params.get(k) for k in filterset.form.fields),
+        "filters_active": filters_active,
+        "hidden": _hidden_in_range(user, rows, filters_active=filters_active),
         "newer_seq": rows[0].seq if rows and has_newer else None,
         "older_seq": rows[-1].seq if rows and has_older else None,
         "paged": before is not None or after is not None,
-        "known_actions": KNOWN_ACTIONS,
+        "action_groups": actions.grouped(),
         "known_object_types": KNOWN_OBJECT_TYPES,
     }
     return render(request, "audit/audit_log.html", context)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.files import File
 
-from governance.registry import validation
+from governance.registry import artifacts, validation
 from governance.registry.models import CARD_SECTIONS, ArtifactFormat, Framework, RiskTier, Stage
 
 User = get_user_model()
@@ -77,8 +83,62 @@ class ModelCreateForm(forms.Form):
         return kpis
 
 
+# An upload kept across a form error: its bytes are already in the artifact store (by sha256), and
+# the form carries a signed token naming them. The token is bound to the person and the model and
+# expires, so it cannot register bytes someone else uploaded, even knowing their digest.
+STAGED_SALT = "charter.registry.staged-artifact"
+STAGED_MAX_AGE = 60 * 60  # seconds
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class StagedArtifact:
+    sha256: str
+    size: int
+    name: str
+    token: str
+
+
+def staged_artifact_token(*, user, model, sha256: str, size: int, name: str) -> StagedArtifact:
+    payload = {"u": user.pk, "m": model.pk, "s": sha256, "z": size, "n": name[-255:]}
+    return StagedArtifact(sha256, size, name[-255:], signing.dumps(payload, salt=STAGED_SALT))
+
+
+def staged_artifact_read(token: str, *, user, model) -> StagedArtifact:
+    """The kept upload a token names, if it is this person's, for this model, fresh and still stored."""
+    again = "choose the artifact file again."
+    try:
+        data = signing.loads(token, salt=STAGED_SALT, max_age=STAGED_MAX_AGE)
+    except signing.SignatureExpired:
+        raise forms.ValidationError(
+            f"The file kept from your last try has expired (it is kept for an hour): {again}", code="staged_expired"
+        ) from None
+    except signing.BadSignature:
+        data = None
+    valid = (
+        isinstance(data, dict)
+        and user is not None
+        and model is not None
+        and data.get("u") == user.pk
+        and data.get("m") == model.pk
+        and isinstance(data.get("s"), str)
+        and _SHA256.match(data["s"])
+        and isinstance(data.get("z"), int)
+        and isinstance(data.get("n"), str)
+    )
+    if not valid:
+        raise forms.ValidationError(f"The kept file could not be used: {again}", code="staged_invalid")
+    if not artifacts.storage().exists(artifacts.path_for(data["s"])):
+        raise forms.ValidationError(f"The kept file is no longer stored: {again}", code="staged_missing")
+    return StagedArtifact(data["s"], data["z"], data["n"], token)
+
+
 class VersionUploadForm(forms.Form):
-    artifact = forms.FileField(help_text="The serialised model. It is stored by its sha256 and never changed.")
+    artifact = forms.FileField(
+        required=False,  # a kept upload (``staged_artifact``) stands in for it; ``clean`` asks for one of them
+        help_text="The serialised model. It is stored by its sha256 and never changed.",
+    )
+    staged_artifact = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
     artifact_sha256 = forms.RegexField(
         regex=r"^[0-9a-fA-F]{64}$",
         required=False,
@@ -112,6 +172,47 @@ class VersionUploadForm(forms.Form):
         help_text="A JSON object.",
     )
     tags = forms.CharField(required=False, help_text="Separated by commas, e.g. baseline, quarterly-retrain.")
+
+    def __init__(self, *args, user=None, model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user, self.model = user, model
+        self.staged: StagedArtifact | None = None  # the kept upload the form stands on, once cleaned or kept
+        self.previous_file: tuple[str, int] | None = None  # the file chosen before an error, when not kept
+        self.fields["artifact"].widget.attrs["required"] = not (self.data.get("staged_artifact") or "")
+
+    def clean(self):
+        cleaned = super().clean()
+        self.staged = None
+        token = cleaned.get("staged_artifact") or ""
+        if cleaned.get("artifact"):
+            return cleaned  # a newly chosen file replaces a kept one
+        if not token:
+            if not self.has_error("artifact"):
+                self.add_error("artifact", forms.ValidationError("Choose the artifact file.", code="required"))
+            return cleaned
+        try:
+            self.staged = staged_artifact_read(token, user=self.user, model=self.model)
+        except forms.ValidationError as exc:
+            self.add_error("artifact", exc)
+            self.fields["artifact"].widget.attrs["required"] = True
+            return cleaned
+        declared = (cleaned.get("artifact_sha256") or "").lower()
+        if declared and declared != self.staged.sha256:
+            self.add_error(
+                "artifact_sha256",
+                f"The kept file's sha256 is {self.staged.sha256}, not the {declared} you declared.",
+            )
+        return cleaned
+
+    @contextmanager
+    def artifact_file(self) -> Iterator:
+        """The file to register: the chosen upload, or the kept one opened from the artifact store."""
+        upload = self.cleaned_data.get("artifact")
+        if upload or self.staged is None:
+            yield upload
+            return
+        with artifacts.storage().open(artifacts.path_for(self.staged.sha256), "rb") as fh:
+            yield File(fh, name=self.staged.name)
 
     def clean_metrics(self):
         value = _json_field_value(self.cleaned_data["metrics"], what="Metrics", example='{"accuracy": 0.91}')

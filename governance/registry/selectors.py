@@ -94,6 +94,21 @@ def card_current(*, version: ModelVersion) -> ModelCard | None:
     return version.cards.select_related("created_by").order_by("-revision").first()
 
 
+def card_to_start_from(*, user, version: ModelVersion) -> ModelCard | None:
+    """The current card of the newest earlier version of the same model that has one: what a new
+    version's card editor starts from. ``None`` when no earlier version the user may see has a card."""
+    return (
+        ModelCard.objects.filter(
+            _team_filter(user, "version__model__team_id"),
+            version__model_id=version.model_id,
+            version__number__lt=version.number,
+        )
+        .select_related("version")
+        .order_by("-version__number", "-revision")
+        .first()
+    )
+
+
 def stage_counts(*, user) -> dict[str, int]:
     rows = (
         ModelVersion.objects.filter(_team_filter(user, "model__team_id"))

@@ -24,9 +24,15 @@ from governance.audit.views import describe_events
 from governance.core.errors import DomainError
 from governance.core.templatetags.charter import STAGE_COLOURS
 from governance.core.ui import show_domain_error
-from governance.registry import selectors, services
+from governance.registry import artifacts, selectors, services
 from governance.registry.filters import ModelFilter
-from governance.registry.forms import CardForm, ModelCreateForm, TransitionForm, VersionUploadForm
+from governance.registry.forms import (
+    CardForm,
+    ModelCreateForm,
+    TransitionForm,
+    VersionUploadForm,
+    staged_artifact_token,
+)
 from governance.registry.models import (
     CARD_SECTION_MIN_CHARS,
     CARD_SECTIONS,
@@ -41,6 +47,7 @@ PAGE_SIZE = 25
 TIMELINE_LENGTH = 25
 TIMELINE_VERSIONS = 50  # the model timeline follows the newest versions only
 TRAIL_LENGTH = 50
+ARTIFACT_REFUSALS = {"artifact_too_large", "artifact_empty", "digest_mismatch"}  # the file itself was refused
 
 MODEL_SORTS = {
     "name": ("name", "pk"),
@@ -251,25 +258,62 @@ def version_create(request, pk: int):
     model = get_object_or_404(selectors.model_list(user=user), pk=pk)
     if request.method != "POST" and not can(user, "version.create", model.team_id):
         raise PermissionDenied(f"You need the author or admin role in {model.team} to register a version.")
-    form = VersionUploadForm(request.POST or None, request.FILES or None)
+    form = VersionUploadForm(request.POST or None, request.FILES or None, user=user, model=model)
     status = 200
     if request.method == "POST":
         status = 400
+        artifact_refused = False
         if form.is_valid():
             data = dict(form.cleaned_data)
-            artifact = data.pop("artifact")
+            for key in ("artifact", "staged_artifact"):
+                data.pop(key)
             expected = data.pop("artifact_sha256") or None
             try:
-                version = services.version_create(
-                    actor=user, model=model, artifact=artifact, artifact_sha256=expected, **data
-                )
+                with form.artifact_file() as artifact:
+                    version = services.version_create(
+                        actor=user, model=model, artifact=artifact, artifact_sha256=expected, **data
+                    )
             except DomainError as exc:
                 show_domain_error(request, exc, form)
                 status = exc.status
+                artifact_refused = exc.code in ARTIFACT_REFUSALS
+                if artifact_refused:
+                    form.staged = None
+            except FileNotFoundError:  # the kept file went from the store since the form was checked
+                form.add_error("artifact", "The kept file is no longer stored: choose the artifact file again.")
+                form.staged = None
             else:
                 messages.success(request, f"Registered version {version.number} of {model.name}.")
                 return redirect(version)
+        if upload := request.FILES.get("artifact"):
+            form.previous_file = (upload.name, upload.size)
+            if not artifact_refused:
+                _keep_upload(request, form, model, upload)
     return render(request, "registry/version_form.html", {"form": form, "model": model}, status=status)
+
+
+def _keep_upload(request, form: VersionUploadForm, model, upload) -> None:
+    """After a form error, keep a valid chosen file so the next try need not choose it again.
+
+    Browsers never keep a file input across a POST. The bytes go where a registration would put
+    them (the artifact store, by sha256) and the form carries a signed token naming them; only
+    someone who may register versions of this model gets one. A file the store refuses (empty,
+    too large, not the declared digest) is not kept: its error is shown instead.
+    """
+    if form.staged is not None:
+        return
+    if form.has_error("artifact") or not can(request.user, "version.create", model.team_id):
+        return
+    declared = None if form.has_error("artifact_sha256") else (form.cleaned_data.get("artifact_sha256") or None)
+    try:
+        stored = artifacts.store_upload(upload, expected_sha256=declared)
+    except DomainError as exc:
+        form.add_error("artifact", exc.detail)
+        return
+    form.staged = staged_artifact_token(
+        user=request.user, model=model, sha256=stored.sha256, size=stored.size, name=upload.name or "artifact"
+    )
+    form.fields["artifact"].widget.attrs["required"] = False
 
 
 def _missing_titles(card: ModelCard | None) -> list[str]:
@@ -392,7 +436,11 @@ def card_edit(request, pk: int):
     if request.method != "POST" and not can(user, "card.edit", version.model.team_id):
         raise PermissionDenied(f"You need the author or admin role in {version.model.team} to edit the model card.")
     current = selectors.card_current(version=version)
-    form = CardForm(request.POST or None, initial=dict(current.sections) if current else {})
+    start_from = None  # a new version's card starts as the previous card; saving it stays the author's act
+    if current is None and version.stage != Stage.RETIRED:
+        start_from = selectors.card_to_start_from(user=user, version=version)
+    initial = current or start_from
+    form = CardForm(request.POST or None, initial=dict(initial.sections) if initial else {})
     status = 200
     if request.method == "POST":
         status = 400
@@ -416,6 +464,7 @@ def card_edit(request, pk: int):
         "model": version.model,
         "form": form,
         "current": current,
+        "prefilled_from": start_from if not form.is_bound else None,
         "revisions": revisions,
         "retired": version.stage == Stage.RETIRED,
     }

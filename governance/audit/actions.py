@@ -1,0 +1,120 @@
+"""Every action the audit log records: one list, read by the filters, the pages and a test.
+
+An action code is ``<domain>.<what>``; it is stored and hashed with the event, so a code never
+changes once written (add a new one instead). Each code carries the verb a timeline shows:
+"<actor> <verb> <subject>". ``tests/test_audit_actions.py`` fails when code records an action
+that is not listed here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    verb: str
+
+    def __new__(cls, value: str, verb: str):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.verb = verb
+        return member
+
+    # registry
+    MODEL_CREATE = "model.create", "registered"
+    MODEL_UPDATE = "model.update", "edited"
+    MODEL_DELETE = "model.delete", "deleted"
+    MODEL_POLICY = "model.policy", "changed the approval policy of"
+    VERSION_CREATE = "version.create", "registered"
+    VERSION_UPDATE = "version.update", "edited"
+    VERSION_TRANSITION = "version.transition", "moved"
+    VERSION_ARTIFACT_INSPECTED = "version.artifact_inspected", "inspected the artifact of"
+    CARD_SAVE = "card.save", "edited the model card of"
+    # approvals
+    POLICY_CREATE = "policy.create", "created an approval policy"
+    POLICY_UPDATE = "policy.update", "edited an approval policy"
+    REVIEW_REQUEST = "review.request", "requested a review"
+    REVIEW_DECIDE = "review.decide", "recorded a review decision"
+    REVIEW_DECIDE_REFUSED = "review.decide.refused", "was refused a review decision"
+    REVIEW_APPROVED = "review.approved", "closed a review as approved"
+    REVIEW_REJECTED = "review.rejected", "closed a review as rejected"
+    REVIEW_CHANGES_REQUESTED = "review.changes_requested", "closed a review asking for changes"
+    REVIEW_WITHDRAWN = "review.withdrawn", "withdrew a review request"
+    REVIEW_STALE = "review.stale", "marked a review stale"
+    CHECKLIST_TICK = "checklist.tick", "ticked a checklist item of"
+    CHECKLIST_UNTICK = "checklist.untick", "unticked a checklist item of"
+    # evaluations
+    EVALUATION_REQUEST = "evaluation.request", "requested an evaluation"
+    EVALUATION_SUCCEED = "evaluation.succeed", "completed an evaluation"
+    EVALUATION_FAIL = "evaluation.fail", "recorded a failed evaluation"
+    EVALUATION_CANCEL = "evaluation.cancel", "cancelled an evaluation"
+    # notifications
+    WEBHOOK_CREATE = "webhook.create", "created a webhook"
+    WEBHOOK_UPDATE = "webhook.update", "edited a webhook"
+    WEBHOOK_DELETE = "webhook.delete", "deleted a webhook"
+    WEBHOOK_TEST = "webhook.test", "sent a test delivery of a webhook"
+    # accounts
+    TEAM_CREATE = "team.create", "created team"
+    TEAM_UPDATE = "team.update", "edited team"
+    MEMBERSHIP_ADD = "membership.add", "added a membership in"
+    MEMBERSHIP_REMOVE = "membership.remove", "removed a membership in"
+    TOKEN_CREATE = "token.create", "created an API token"
+    TOKEN_REVOKE = "token.revoke", "revoked an API token"
+    USER_LOGIN = "user.login", "signed in"
+    USER_LOGIN_FAILED = "user.login_failed", "failed to sign in"
+    PERMISSION_DENIED = "permission.denied", "was refused"
+
+
+# The heading of each domain in the action filter, in the order the filter lists them.
+DOMAINS = {
+    "model": "Models",
+    "version": "Versions",
+    "card": "Model cards",
+    "review": "Reviews",
+    "checklist": "Review checklists",
+    "policy": "Approval policies",
+    "evaluation": "Evaluations",
+    "webhook": "Webhooks",
+    "team": "Teams",
+    "membership": "Memberships",
+    "token": "API tokens",
+    "user": "Sign-ins",
+    "permission": "Refusals",
+}
+
+PREFIX_SUFFIX = ".*"
+
+_BY_CODE = {a.value: a for a in Action}
+
+
+def domain(code: str) -> str:
+    return code.split(".", 1)[0]
+
+
+def verb(code: str) -> str:
+    """The verb a timeline shows for ``code``; an unknown code shows as itself."""
+    action = _BY_CODE.get(code)
+    return action.verb if action is not None else code
+
+
+def under(prefix: str) -> list[str]:
+    """The codes of one domain, ``prefix`` given as ``review`` or ``review.*``."""
+    name = prefix.removesuffix(PREFIX_SUFFIX)
+    return [a.value for a in Action if domain(a.value) == name]
+
+
+def grouped() -> list[tuple[str, str, list[str]]]:
+    """(heading, ``<domain>.*``, codes) per domain: the action filter's option groups."""
+    order = list(DOMAINS) + sorted({domain(a.value) for a in Action} - set(DOMAINS))
+    return [(DOMAINS.get(name, name), name + PREFIX_SUFFIX, under(name)) for name in order]
+
+
+def filter_choices() -> list[tuple[str, str]]:
+    """Every value the ``action`` filter accepts: each domain's ``<domain>.*`` and each code."""
+    choices = []
+    for heading, prefix, codes in grouped():
+        choices.append(
+            (prefix, f"{heading}: every action whose code starts with {prefix.removesuffix(PREFIX_SUFFIX)}.")
+        )
+        choices.extend((code, f"the actor {verb(code)}") for code in codes)
+    return choices
