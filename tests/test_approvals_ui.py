@@ -452,7 +452,11 @@ def test_policy_pages_read_the_rules_as_sentences(login, users, team, superuser)
     page = _text(client.get(reverse("policy-detail", args=[policy.pk])))
     assert "Production needs 2 approvals from different people, including 1 approver of the owning team and " \
            "1 reviewer from another team." in page  # fmt: skip
-    assert "The registered metric “auc” is at least 0.75." in page and "Checklist: Rollback ready." in page
+    assert (
+        "The metric “auc” is at least 0.75 (from" in page
+        and "newest performance evaluation" in page
+        and "Checklist: Rollback ready." in page
+    )
     assert "r1" in page and "“first”" in page and reverse("policy-edit", args=[policy.pk]) not in page
     assert reverse("policy-edit", args=[policy.pk]) in _text(login(users.admin).get(policy.get_absolute_url()))
 

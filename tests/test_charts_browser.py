@@ -149,7 +149,11 @@ def test_the_status_badge_follows_the_polled_progress(live_server, users, versio
         assert page.inner_text("#run-status") == "Queued"
         _as_the_worker(lambda: (services.run_start(run_id=run.pk, host="h"),
                                 services.run_progress(run_id=run.pk, percent=37, message="Scoring")))  # fmt: skip
-        page.wait_for_function("document.querySelector('#run-status').textContent.trim() === 'Running'")
+        # htmx settles the swapped badge's classes a moment after its text: wait for both.
+        page.wait_for_function(
+            "(() => { const b = document.querySelector('#run-status');"
+            " return b.textContent.trim() === 'Running' && b.classList.contains('run-running'); })()"
+        )
         assert "37%" in page.inner_text("#run-progress")
-        assert page.locator("#run-status").count() == 1 and "run-running" in page.get_attribute("#run-status", "class")
+        assert page.locator("#run-status").count() == 1
         browser.close()

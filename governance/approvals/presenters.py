@@ -18,6 +18,8 @@ from governance.accounts.permissions import has_any_role, roles_by_team
 from governance.approvals import gates, selectors
 from governance.approvals import rules as R
 from governance.approvals.models import ApprovalRequest, Decision, DecisionKind, RequestStatus
+from governance.evaluations import measures
+from governance.evaluations.presenters import flat_figures
 from governance.registry.models import ModelVersion, Stage
 
 ENVIRONMENT_LABELS = {"staging": "Staging", "production": "Production"}
@@ -70,7 +72,11 @@ def gate_sentence(gate) -> str:
             bounds.append(f"at least {gate.min:g}")
         if gate.max is not None:
             bounds.append(f"at most {gate.max:g}")
-        return f"The registered metric “{gate.metric}” is {' and '.join(bounds)}."
+        # as the gate reads it: Charter's own performance evaluation wins over what was registered
+        return (
+            f"The metric “{gate.metric}” is {' and '.join(bounds)} (from Charter's newest performance evaluation, "
+            "else the registered metrics)."
+        )
     if kind == "evaluation":
         return f"A {EVALUATION_LABELS[gate.evaluation]} evaluation has run" + (
             " after the artifact was registered." if gate.newer_than_artifact else "."
@@ -327,3 +333,194 @@ def request_status_label(status: str) -> str:
         return RequestStatus(status).label
     except ValueError:
         return status
+
+
+# --- the review's evaluations -----------------------------------------------------------------
+
+# What a reviewer reads first of each kind: these summary keys, in this order, those the run has.
+KEY_NUMBERS = {
+    "performance": (
+        "roc_auc", "roc_auc_ovr_macro", "accuracy", "balanced_accuracy", "f1", "f1_macro", "precision", "recall",
+        "r2", "mae", "rmse",
+    ),
+    "data_quality": ("rows", "columns", "max_psi", "missing_columns", "extra_columns"),
+}  # fmt: skip
+KEY_NUMBERS_SHOWN = 6
+FAIRNESS_MEASURES = ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference")
+FAIRNESS_SHORT = {
+    "demographic_parity_ratio": "DP ratio",
+    "demographic_parity_difference": "DP difference",
+    "equalized_odds_difference": "EO difference",
+}
+TOP_FEATURES = 5
+NOTES_SHOWN = 3
+# The order a reviewer reads them in: how good, how fair, why, how sturdy, on what data.
+KIND_ORDER = ("performance", "fairness", "explainability", "robustness", "data_quality")
+# The chart shown inline: the first of these figures (the last name of its key in
+# ``flatten_figures``) that the run has, the fairness primary analysis' own first; a run with
+# none of them shows its first figure.
+MAIN_FIGURES = {
+    "fairness": ("selection_rate", "error_rates"),
+    "explainability": ("importance", "lime_importance"),
+    "performance": ("roc", "confusion_matrix", "predicted_vs_actual"),
+    "robustness": ("noise",),
+    "data_quality": ("psi",),
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _bound(low: float | None, high: float | None) -> str:
+    return " and ".join(
+        t for t in (f"≥ {low:g}" if low is not None else "", f"≤ {high:g}" if high is not None else "") if t
+    )
+
+
+def _judged(value: Any, low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return ""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return gates.FAILED
+    return gates.PASSED if (low is None or value >= low) and (high is None or value <= high) else gates.FAILED
+
+
+def _number(label: str, value: Any, low: float | None = None, high: float | None = None) -> dict[str, str]:
+    return {"label": label, "value": _fmt(value), "threshold": _bound(low, high), "status": _judged(value, low, high)}
+
+
+def _review_gates(rules: R.Rules, environments) -> list:
+    """The gates of the review's policy revision that apply to one of its environments."""
+    seen, out = set(), []
+    for env in environments:
+        for gate in rules.gates_for(env) if env in rules.environments else []:
+            if id(gate) not in seen:
+                seen.add(id(gate))
+                out.append(gate)
+    return out
+
+
+def _main_figure(run, figures: list[dict[str, Any]], primary: str = "") -> dict[str, Any] | None:
+    for name in MAIN_FIGURES.get(run.kind, ()):
+        named = [f for f in figures if f["key"].rsplit("/", 1)[-1] == name]
+        if named:
+            return next((f for f in named if f["key"] == f"{primary}/{name}"), named[0])
+    return figures[0] if figures else None
+
+
+def _fairness(run, result: dict, review_gates: list) -> dict[str, Any]:
+    """Disparities per sensitive feature (and their intersection): one column per analysis, one row
+    per measure, with the policy's threshold beside the analysis its fairness gate reads (the
+    primary one, of a run over exactly the gate's features)."""
+    report = result.get("report") or {}
+    primary = report.get("primary") or ""
+    gate = next(
+        (g for g in review_gates if g.kind == "fairness" and sorted(g.features) == sorted(run.sensitive_features)),
+        None,
+    )
+    limits = {
+        "demographic_parity_ratio": (gate.dp_ratio_min, None) if gate else (None, None),
+        "equalized_odds_difference": (None, gate.eo_diff_max) if gate else (None, None),
+    }
+    analyses = [a for a in report.get("analyses") or [] if isinstance(a, dict)]
+    if not analyses:  # an older result: the primary analysis' disparities only
+        analyses = [{"name": primary or ", ".join(run.sensitive_features), "disparities": result.get("overall") or {}}]
+    names = [str(a.get("name", "")) for a in analyses]
+    gated = [gate is not None and name == (primary or name) for name in names]
+    rows = []
+    for measure in FAIRNESS_MEASURES:
+        low, high = limits.get(measure, (None, None))
+        cells = [
+            _number(FAIRNESS_SHORT[measure], (a.get("disparities") or {}).get(measure), *((low, high) if g else ()))
+            for a, g in zip(analyses, gated, strict=True)
+        ]
+        rows.append({"label": FAIRNESS_SHORT[measure], "cells": cells, "threshold": _bound(low, high) or "—"})
+    small = [
+        (name, [g.get("label") for g in a.get("groups") or [] if isinstance(g, dict) and g.get("small")])
+        for name, a in zip(names, analyses, strict=True)
+    ]
+    return {
+        "subtitle": f"over {', '.join(run.sensitive_features)}",
+        "table": {
+            "columns": [{"name": name, "gated": g} for name, g in zip(names, gated, strict=True)],
+            "rows": rows,
+            "gated": gate is not None,
+            # the primary analysis' small groups are in the run's notes already
+            "small": [(name, groups) for name, groups in small if groups and name != primary],
+        },
+        "primary": primary,
+    }
+
+
+def _explainability(run, result: dict) -> dict[str, Any]:
+    summary = result.get("summary") or {}
+    shap = sorted(
+        ((k.split(".", 1)[1], v) for k, v in summary.items() if k.startswith("mean_abs_shap.") and isinstance(v, int | float)),
+        key=lambda item: -item[1],
+    )  # fmt: skip
+    return {
+        "subtitle": "top features by mean |SHAP|",
+        "numbers": [_number(feature, value) for feature, value in shap[:TOP_FEATURES]],
+    }
+
+
+def _summary_numbers(run, result: dict, review_gates: list) -> dict[str, Any]:
+    summary = result.get("summary") or {}
+    wanted = KEY_NUMBERS.get(run.kind)
+    keys = [k for k in wanted if k in summary] if wanted else list(summary)
+    metric_limits = {g.metric: (g.min, g.max) for g in review_gates if g.kind == "metric"}
+    limits = metric_limits if run.kind == "performance" else {}
+    slice_column = (run.parameters or {}).get("slice_column")
+    return {
+        "subtitle": f"sliced by {slice_column}" if slice_column else "",
+        "numbers": [
+            _number(measures.label(k), summary[k], *limits.get(k, (None, None))) for k in keys[:KEY_NUMBERS_SHOWN]
+        ],
+    }
+
+
+def review_evaluations(review: ApprovalRequest, runs: dict[int, Any]) -> list[dict[str, Any]]:
+    """Each evaluation frozen into the review, as the reviewer needs it: its key numbers (with the
+    thresholds of the review's policy where it has them) and its main chart, beside the digest the
+    approval binds to. ``runs``: the frozen runs by id (``selectors.review_runs``)."""
+    rules = selectors.revision_rules(review.policy_revision)
+    review_gates = _review_gates(rules, review.environments)
+    out = []
+    entries = [e for e in (review.evidence or {}).get("evaluations") or [] if isinstance(e, dict)]
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    for entry in sorted(entries, key=lambda e: rank.get(e.get("kind"), len(rank))):
+        run = runs.get(entry.get("run"))
+        item: dict[str, Any] = {
+            "kind": entry.get("kind", ""),
+            "label": EVALUATION_LABELS.get(entry.get("kind", ""), str(entry.get("kind", ""))).capitalize(),
+            "run_id": entry.get("run"),
+            "run": run,
+            "digest": entry.get("result_digest", ""),
+            "artifact_sha256": entry.get("artifact_sha256", ""),
+            "subtitle": "",
+            "numbers": [],
+            "table": None,
+            "figure": None,
+            "notes": [],
+        }
+        if run is not None:
+            result = run.result or {}
+            if run.kind == "fairness":
+                shaped = _fairness(run, result, review_gates)
+            elif run.kind == "explainability":
+                shaped = _explainability(run, result)
+            else:
+                shaped = _summary_numbers(run, result, review_gates)
+            item.update({k: v for k, v in shaped.items() if k != "primary"})
+            item["figure"] = _main_figure(run, flat_figures(run), shaped.get("primary", ""))
+            item["notes"] = [n for n in result.get("notes") or [] if isinstance(n, str)][:NOTES_SHOWN]
+            item["digest_matches"] = run.result_digest == item["digest"]
+        out.append(item)
+    return out

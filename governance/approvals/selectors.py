@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 
-from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, Subquery, When
 from django.utils import timezone
 
 from governance.accounts.permissions import roles_by_team, roles_in, team_ids_visible_to, token_team
@@ -25,6 +25,7 @@ from governance.approvals.models import (
     RequestStatus,
 )
 from governance.core.errors import Conflict, DomainError, NotPermitted
+from governance.evaluations.models import ACTIVE as EVALUATION_ACTIVE
 from governance.evaluations.models import EvaluationRun
 from governance.evaluations.models import RunStatus as EvaluationStatus
 from governance.registry.models import ModelVersion, RegisteredModel, Stage
@@ -192,6 +193,31 @@ def request_awaiting(*, user) -> QuerySet[ApprovalRequest]:
 
 def decision_list(*, request: ApprovalRequest) -> list[Decision]:
     return list(request.decisions.select_related("decided_by").order_by("id"))
+
+
+ACTIVE_RUNS_SHOWN = 50
+
+
+def review_runs(*, user, request: ApprovalRequest) -> tuple[dict[int, EvaluationRun], list[EvaluationRun]]:
+    """The evaluation runs a review shows: those frozen into its evidence (by id) and those of the
+    version still queued or running (they join the evidence when they finish). Read through the
+    request the user may see, so an independent reviewer gets them too; one query."""
+    frozen = [e.get("run") for e in (request.evidence or {}).get("evaluations") or [] if isinstance(e, dict)]
+    frozen = [pk for pk in frozen if isinstance(pk, int)]
+    visible = request_list(user=user).filter(pk=request.pk).values("version_id")
+    runs = (
+        EvaluationRun.objects.filter(version_id__in=visible)
+        .filter(Q(pk__in=frozen) | Q(status__in=EVALUATION_ACTIVE))
+        .defer("environment", "data_columns")
+        .order_by(Case(When(pk__in=frozen, then=0), default=1), "id")  # the frozen ones whatever the cap
+    )
+    by_id, active = {}, []
+    for run in runs[: len(frozen) + ACTIVE_RUNS_SHOWN]:
+        if run.pk in frozen:
+            by_id[run.pk] = run
+        else:
+            active.append(run)
+    return by_id, active
 
 
 # --- the gate ---------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ def _review_page(request, review: ApprovalRequest, *, form: DecisionForm | None 
     baseline = presenters.deployed_baseline(version)
     policy = presenters.policy_view(review.policy_revision.rules)
     evidence = presenters.evidence_view(review.evidence)
+    frozen_runs, active_runs = selectors.review_runs(user=user, request=review)
     context = {
         "review": review,
         "version": version,
@@ -132,10 +133,13 @@ def _review_page(request, review: ApprovalRequest, *, form: DecisionForm | None 
         "completeness": card.completeness if card else 0,
         "card_changed": card is not None and (evidence["card"] or {}).get("revision") not in (None, card.revision),
         "evidence": evidence,
+        "evaluations": presenters.review_evaluations(review, frozen_runs),
+        "active_runs": active_runs,
         "baseline": baseline,
         "diff": registry_selectors.version_diff(old=baseline, new=version) if baseline is not None else None,
         "panels": presenters.gate_panel(user=user, version=version, environments=review.environments),
         "decisions": presenters.decision_rows(review, decisions),
+        "decisions_dismissed": sum(d.freeze != review.freeze for d in decisions),
         "right": right,
         "form": form or DecisionForm(),
         "may_withdraw": review.is_open and can(user, "version.create", model.team_id),

@@ -101,7 +101,8 @@ def bar(
         layout["shapes"] = [line]
         layout["annotations"] = [
             {"text": label, "showarrow": False, "xref": "paper" if axis == "y" else "x", "yref": "y" if axis == "y" else "paper",
-             "x": 1 if axis == "y" else level, "y": level if axis == "y" else 1, "xanchor": "right", "yanchor": "bottom"}
+             "x": 1 if axis == "y" else level, "y": level if axis == "y" else 1, "xanchor": "right", "yanchor": "bottom",
+             "bgcolor": "rgba(255,255,255,0.85)", "font": {"size": 11}}
         ]  # fmt: skip
     return figure([trace], layout)
 
