@@ -193,10 +193,41 @@ def test_run_command_serves_demo_data_to_a_reviewer(served):
     assert audit.status_code == 200 and "version.create" in audit.text
 
 
-def test_reviewer_walks_the_ui_in_headless_chromium(served):
+def _demo_evaluations_finished(session: requests.Session, base: str, timeout: float = 240) -> list[dict]:
+    """The demo's evaluations, once the real worker has run every queued one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = session.get(f"{base}/api/v1/evaluations/", params={"page_size": 100}).json()["results"]
+        if runs and all(r["status"] in ("succeeded", "failed", "cancelled") for r in runs):
+            return runs
+        time.sleep(2)
+    pytest.fail(f"the demo's evaluations did not finish: {[(r['id'], r['kind'], r['status']) for r in runs]}")
+
+
+def test_a_newcomer_sees_a_demo_that_tells_the_truth_in_headless_chromium(served):
+    """What the README's tour shows, in the order a newcomer clicks: every chart draws, the deployed
+    version's gate passes where it is deployed, the open review shows its evidence inline. The
+    README's screenshots (docs/screenshots/) are copies of what this writes to var/screenshots/."""
     from playwright.sync_api import sync_playwright
 
+    from tests.browser import assert_charts_drew
+
     base, _ = served
+    reviewer = _login(base, "reviewer")
+    runs = _demo_evaluations_finished(reviewer, base)
+    assert {r["status"] for r in runs} == {"succeeded"}, [(r["kind"], r["status"], r.get("error_code")) for r in runs]
+    versions = reviewer.get(f"{base}/api/v1/versions/", params={"page_size": 50}).json()["results"]
+    credit = {v["number"]: v for v in versions if v["model_name"] == "credit-scoring"}
+    deployed, candidate = credit[2], credit[3]
+    assert deployed["stage"] == "deployed" and candidate["stage"] == "in_review"
+    for environment in ("staging", "production"):
+        gate = reviewer.get(f"{base}/api/v1/versions/{deployed['id']}/gate/", params={"environment": environment})
+        assert gate.json()["verdict"] == "pass", gate.json()
+    review = reviewer.get(
+        f"{base}/api/v1/approval-requests/", params={"version": candidate["id"], "status": "open"}
+    ).json()["results"][0]
+    fairness = {r["version"]: r["id"] for r in runs if r["kind"] == "fairness"}
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -208,6 +239,7 @@ def test_reviewer_walks_the_ui_in_headless_chromium(served):
         page.click("button[type=submit], input[type=submit]")
         page.wait_for_load_state("networkidle")
         assert "/login/" not in page.url
+        assert_charts_drew(page)
         page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
 
         page.goto(f"{base}/models/")
@@ -219,15 +251,29 @@ def test_reviewer_walks_the_ui_in_headless_chromium(served):
         assert "/models/" in page.url
         page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)
 
-        page.locator("a[href*='/versions/']").first.click()
+        page.goto(f"{base}/versions/{deployed['id']}/")
         page.wait_for_load_state("networkidle")
         body = page.inner_text("body")
-        assert re.search(r"\b[0-9a-f]{64}\b", body), "the version page shows the artifact digest"
-        assert "Intended use" in body
+        assert deployed["artifact_sha256"] in body and "Intended use" in body
+        assert "PASS" in page.inner_text("#gate-production").upper()
         page.screenshot(path=str(SCREENSHOTS / "version.png"), full_page=True)
+        page.locator("#gate").screenshot(path=str(SCREENSHOTS / "gate-panel.png"))
 
-        page.goto(f"{base}/audit/")
-        assert "version.create" in page.inner_text("body")
+        page.goto(f"{base}/reviews/{review['id']}/")
+        assert_charts_drew(page, at_least=3)
+        assert "Open the full evaluation" in page.inner_text("body")
+        page.screenshot(path=str(SCREENSHOTS / "review-page.png"), full_page=True)
+
+        page.goto(f"{base}/evaluations/{fairness[deployed['id']]}/")
+        assert_charts_drew(page, at_least=2)
+        page.screenshot(path=str(SCREENSHOTS / "evaluation-fairness.png"), full_page=True)
+
+        page.goto(f"{base}/evaluations/compare/?a={fairness[deployed['id']]}&b={fairness[candidate['id']]}")
+        assert_charts_drew(page, at_least=2)
+        page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+
+        page.goto(f"{base}/audit/?action=review.*")
+        assert "review.request" in page.inner_text("body")
         page.screenshot(path=str(SCREENSHOTS / "audit.png"), full_page=True)
         browser.close()
     assert (SCREENSHOTS / "version.png").stat().st_size > 10_000

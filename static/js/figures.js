@@ -47,6 +47,24 @@
     });
   }
 
+  // Plotly does not wrap titles: one longer than the chart is clipped at both ends. Break it at
+  // the spaces into lines that fit (about 7 px a character at 14 px), and make room above the plot.
+  function wrapTitle(layout, width) {
+    var title = layout.title && (typeof layout.title === "string" ? { text: layout.title } : layout.title);
+    if (!title || !title.text || title.text.indexOf("<br>") >= 0) return;
+    var perLine = Math.max(16, Math.floor((width - 24) / 7.5));
+    if (title.text.length <= perLine) return;
+    var lines = [], line = "";
+    title.text.split(" ").forEach(function (word) {
+      if (line && (line + " " + word).length > perLine) { lines.push(line); line = word; } else { line = line ? line + " " + word : word; }
+    });
+    lines.push(line);
+    layout.title = Object.assign({}, title, { text: lines.join("<br>") });
+    var margin = Object.assign({}, layout.margin || {});
+    margin.t = Math.max(margin.t || 0, 30 + 18 * lines.length);
+    layout.margin = margin;
+  }
+
   document.querySelectorAll("[data-figure]").forEach(function (el) {
     var source = document.getElementById(el.getAttribute("data-figure"));
     var fallback = el.querySelector(".figure-fallback");
@@ -60,6 +78,7 @@
     }
     var layout = Object.assign({}, base, spec.layout || {});
     categoryAxes(traces, layout);
+    wrapTitle(layout, el.clientWidth || 600);
     if (fallback) fallback.remove();
     window.Plotly.newPlot(el, traces, layout, { displayModeBar: false, responsive: true });
   });
