@@ -106,6 +106,17 @@ def test_every_chart_on_evaluation_compare_and_home_pages_draws_data(live_server
                 failures.append(f"{name}: {exc}")
             if name in ("fairness run", "performance run", "fairness comparison", "explainability comparison"):
                 page.screenshot(path=str(SCREENSHOTS / f"charts-{name.replace(' ', '-')}.png"), full_page=True)
+
+        # without JavaScript every chart card says where its numbers are; once drawn, the sentence goes
+        fairness = pages["fairness run"]
+        assert page.goto(base + fairness) and page.locator("[data-figure] .figure-fallback").count() == 0
+        bare = browser.new_context(java_script_enabled=False, storage_state=page.context.storage_state())
+        plain = bare.new_page()
+        plain.goto(base + fairness)
+        charts, sentences = plain.locator("[data-figure]").count(), plain.locator("[data-figure] .figure-fallback")
+        assert charts >= 2 and sentences.count() == charts and sentences.first.is_visible()
+        assert "JavaScript" in sentences.first.inner_text()
+        bare.close()
         browser.close()
     assert not failures, "\n".join(failures)
 
