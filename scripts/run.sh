@@ -53,7 +53,10 @@ stop_pid() {
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C or SIGTERM (a process manager, `timeout`) must not cut the cleanup short and
+  # leave the worker behind: it is bounded (web 15 s, worker 30 s, then SIGKILL).
+  trap - EXIT
+  trap '' INT TERM
   if [[ -n $WEB_PID ]]; then
     log "Stopping the web server"
     stop_pid "$WEB_PID" 15
