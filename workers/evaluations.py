@@ -1,9 +1,12 @@
 """Celery tasks of the evaluations app (queue "evaluations"): bind an engine to a run, nothing more.
 
-The task marks the run running (a redelivered or cancelled run does nothing), loads the artifact
-after checking its sha256, reads the data, runs the engine with a progress callback that also
-notices cancellation, and stores the aggregates or the error. Engine failures become the run's
-error (a code and a sentence without data values); anything else is logged with the run id only.
+The task marks the run running under its lease (a redelivered, cancelled or finished run does
+nothing), loads the artifact after checking its sha256, reads the data, runs the engine with a
+progress callback that also notices cancellation, and stores the aggregates or the error. The lease is
+renewed with each progress report and by a heartbeat thread meanwhile: a worker that dies stops
+renewing it, and beat's sweep re-queues the run (``governance.core.leases``). Engine failures become
+the run's error (a code and a sentence without data values); anything else is logged with the run id
+only.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from governance.celery import AuditedTask, app
+from governance.core.leases import Heartbeat
 
 logger = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
-    """The run was cancelled while the engine worked."""
+    """The run was cancelled while the engine worked, or its lease went to another execution."""
 
 
 @app.task(
@@ -36,12 +40,20 @@ class Cancelled(Exception):
 )
 def run_evaluation(run_id: int) -> str:
     from governance.evaluations import services
-    from workers.engines.errors import EngineError
 
     run = services.run_start(run_id=run_id, host=socket.gethostname())
     if run is None:
         return "skipped"
-    progress = _progress(run_id)
+    lease = run.lease_token
+    with Heartbeat(lambda: services.run_renew(run_id=run_id, lease=lease)) as heartbeat:
+        return _execute(run, lease=lease, progress=_progress(run_id, lease=lease, heartbeat=heartbeat))
+
+
+def _execute(run, *, lease: str, progress) -> str:
+    from governance.evaluations import services
+    from workers.engines.errors import EngineError
+
+    run_id = run.pk
     try:
         with _artifact_file(run.version) as artifact_path:
             model = _load(run, artifact_path)
@@ -53,41 +65,47 @@ def run_evaluation(run_id: int) -> str:
                 run.kind, model, frame, target=run.target_column or None, sensitive=run.sensitive_features,
                 parameters=run.parameters, progress=progress, training_profile=run.version.training_profile,
             )  # fmt: skip
-        services.run_finish(
+        finished = services.run_finish(
             run_id=run_id, result=result, figures=figures, environment=_environment(model),
-            artifact_sha256=run.version.artifact_sha256,
+            artifact_sha256=run.version.artifact_sha256, lease=lease,
         )  # fmt: skip
-        return "succeeded"
+        return "succeeded" if finished is not None else "superseded"
     except Cancelled:
         return "cancelled"
     except EngineError as exc:
-        services.run_fail(run_id=run_id, code=exc.code, message=exc.message)
+        services.run_fail(run_id=run_id, code=exc.code, message=exc.message, lease=lease)
         return "failed"
     except SoftTimeLimitExceeded:
         limit = settings.EVALUATION_TIME_LIMIT_SECONDS
-        services.run_fail(run_id=run_id, code="time_limit", message=f"The evaluation ran longer than {limit} s.")
+        services.run_fail(
+            run_id=run_id, code="time_limit", message=f"The evaluation ran longer than {limit} s.", lease=lease
+        )
         return "failed"
     except Exception as exc:  # never echo the exception text: it may quote data
         logger.exception("Evaluation run %s failed unexpectedly", run_id)
         services.run_fail(
             run_id=run_id, code="internal_error",
             message=f"The evaluation failed unexpectedly ({type(exc).__name__}); the worker log has the details.",
+            lease=lease,
         )  # fmt: skip
         return "failed"
 
 
-def _progress(run_id: int):
-    """A callback for engines: throttled progress updates that raise ``Cancelled`` once cancelled."""
+def _progress(run_id: int, *, lease: str, heartbeat: Heartbeat):
+    """A callback for engines: throttled progress updates (each renews the lease) that raise
+    ``Cancelled`` once the run was cancelled or its lease lost."""
     from governance.evaluations import services
 
     last = {"at": 0.0, "percent": -100.0}
 
     def report(percent: float, message: str = "") -> None:
+        if heartbeat.lost:
+            raise Cancelled
         now = time.monotonic()
         if percent < 100 and now - last["at"] < 0.5 and percent - last["percent"] < 5:
             return
         last.update(at=now, percent=percent)
-        if not services.run_progress(run_id=run_id, percent=percent, message=message):
+        if not services.run_progress(run_id=run_id, percent=percent, message=message, lease=lease):
             raise Cancelled
 
     return report

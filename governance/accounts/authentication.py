@@ -1,4 +1,5 @@
 import hashlib
+import re
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -15,6 +16,9 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+_PREFIX = re.compile(r"[0-9a-f]{12}")
+
+
 class TokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer chr_<prefix>_<secret>``."""
 
@@ -28,7 +32,9 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed token header: expected 'Bearer chr_…'.")
         raw = header[1]
         prefix = raw[len(TOKEN_PREFIX) :].split("_", 1)[0]
-        token = selectors.token_by_prefix(prefix)
+        # Prefixes are 12 lowercase hex digits; anything else (NUL, other text) is no token of ours,
+        # and must not reach the lookup (PostgreSQL refuses NUL in text: a 500, not a 401).
+        token = selectors.token_by_prefix(prefix) if _PREFIX.fullmatch(prefix) else None
         if token is None or not _same(token.token_hash, hash_token(raw)):
             raise exceptions.AuthenticationFailed("Invalid API token.")
         if not token.is_active:

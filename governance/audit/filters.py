@@ -2,6 +2,7 @@ import django_filters
 
 from governance.audit import actions
 from governance.audit.models import AuditEvent
+from governance.core.filters import IsoDateTimeFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -24,8 +25,8 @@ class AuditEventFilter(django_filters.FilterSet):
     source = django_filters.CharFilter()
     request_id = django_filters.CharFilter()
     team = django_filters.NumberFilter(field_name="team_id")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

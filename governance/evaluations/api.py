@@ -10,11 +10,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from governance.core.api import errors, validated
 from governance.core.errors import Conflict, NotFound
+from governance.core.jsoninput import JSONField, JSONParser
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.evaluations import selectors, services
 from governance.evaluations.models import EvaluationKind, EvaluationRun, RunStatus
@@ -51,10 +52,10 @@ class RunIn(serializers.Serializer):
         required=False, help_text="Instead of a file: an earlier run whose data was retained (it is copied)."
     )
     target_column = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-    sensitive_features = serializers.JSONField(
+    sensitive_features = JSONField(
         binary=True, required=False, default=list, help_text='JSON list of one or two columns, e.g. ["sex"].'
     )
-    parameters = serializers.JSONField(binary=True, required=False, default=dict, help_text="JSON object.")
+    parameters = JSONField(binary=True, required=False, default=dict, help_text="JSON object.")
     retain_data = serializers.BooleanField(required=False, default=False)
 
     def validate_sensitive_features(self, value):

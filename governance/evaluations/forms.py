@@ -1,5 +1,6 @@
 from django import forms
 
+from governance.core.jsoninput import FormJSONField
 from governance.evaluations.models import EvaluationKind
 
 
@@ -10,7 +11,7 @@ class RunRequestForm(forms.Form):
     sensitive_features = forms.CharField(
         max_length=300, required=False, help_text="One or two column names, comma-separated (fairness)."
     )
-    parameters = forms.JSONField(required=False, initial=dict, help_text='Optional JSON, e.g. {"bootstrap": 200}.')
+    parameters = FormJSONField(required=False, initial=dict, help_text='Optional JSON, e.g. {"bootstrap": 200}.')
     retain_data = forms.BooleanField(required=False, help_text="Keep the data file after the run (deleted by default).")
 
     def clean_sensitive_features(self) -> list[str]:

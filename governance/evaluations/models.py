@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from governance.core.leases import Leased
 from governance.registry.models import ModelVersion
 
 
@@ -36,7 +37,10 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class EvaluationRun(models.Model):
+class EvaluationRun(Leased, models.Model):
+    """A run is leased by the worker executing it (``governance.core.leases``): one execution at a time,
+    and a run whose worker died is re-queued or failed with ``worker_lost`` by the sweep."""
+
     AUDIT_FIELDS = [
         "id", "version", "kind", "parameters", "parameters_digest", "status", "data_sha256", "data_rows",
         "target_column", "sensitive_features", "retain_data", "artifact_sha256", "result_digest", "error_code",
@@ -66,7 +70,6 @@ class EvaluationRun(models.Model):
     requested_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
 
     # what the worker found and produced
     artifact_sha256 = models.CharField(max_length=64, blank=True, help_text="The digest the worker verified.")

@@ -20,7 +20,11 @@ class _Params(BaseModel):
 
 
 class ExplainabilityParams(_Params):
-    sample_rows: int = Field(default=200, ge=1, le=2000, description="Rows explained one by one (SHAP and LIME).")
+    sample_rows: int = Field(
+        default=200, ge=1, le=2000,
+        description="Rows returned with their SHAP attributions, all of them up to 2000 (every row when the data "
+        "has fewer); Kernel SHAP explains at least this many rows. LIME explains lime_rows rows.",
+    )  # fmt: skip
     lime_rows: int = Field(default=5, ge=0, le=50)
     max_evals: int = Field(default=2000, ge=100, le=50_000, description="Budget of the model-agnostic explainers.")
     background_size: int = Field(default=50, ge=5, le=500, description="k-means background for Kernel/Permutation.")

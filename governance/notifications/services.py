@@ -206,25 +206,37 @@ def address_problem(url: str) -> str | None:
     """Why the worker must not POST to this URL: a host that resolves to a loopback, private,
     link-local or otherwise internal address (the worker sits inside the network; a webhook is
     not a way to reach it). ``WEBHOOK_ALLOW_PRIVATE_ADDRESSES`` lifts this for on-premise receivers."""
+    if getattr(settings, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False):
+        return None
+    return _resolve(url)[1]
+
+
+def _resolve(url: str) -> tuple[list[str], str | None]:
+    """The receiver's addresses, resolved once, and why they may not be used (None when they may).
+
+    The delivery then connects to one of exactly these addresses (``_PinnedAddress``): resolving the
+    name again at connect time would let a DNS answer that changed in between (rebinding) send
+    the request inside after the check passed.
+    """
     import ipaddress
     import socket
     from urllib.parse import urlsplit
 
-    if getattr(settings, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False):
-        return None
     host = urlsplit(url).hostname or ""
     try:
-        infos = socket.getaddrinfo(host, None)
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        return f"The host {host[:100]!r} does not resolve."
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global:
-            return (
-                f"The host {host[:100]!r} resolves to an internal address ({address}); webhooks go to public "
-                "receivers only (WEBHOOK_ALLOW_PRIVATE_ADDRESSES=true allows internal ones)."
-            )
-    return None
+        return [], f"The host {host[:100]!r} does not resolve."
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not getattr(settings, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False):
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%")[0])
+            if not address.is_global:
+                return addresses, (
+                    f"The host {host[:100]!r} resolves to an internal address ({address}); webhooks go to public "
+                    "receivers only (WEBHOOK_ALLOW_PRIVATE_ADDRESSES=true allows internal ones)."
+                )
+    return addresses, None
 
 
 def _clean_events(events: Iterable[str] | None) -> list[str]:
@@ -381,20 +393,83 @@ def _outcome(delivery: WebhookDelivery, *, sent: bool, retry_in: float | None = 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\"()\]]+")
 
 
+def _not_connected(exc: requests.ConnectionError) -> bool:
+    """Whether the request failed before a connection was made (nothing was sent). The exception
+    types are urllib3's, taken from where requests imports them (urllib3 is not ours to import)."""
+    from requests.adapters import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
 def _connection_problem(exc: Exception) -> str:
     """The socket-level reason, without the URL (its query string may hold the receiver's token)."""
     found = _ERRNO.search(str(exc))
     return found.group(0).strip() if found else type(exc).__name__
 
 
+PINNED_ADDRESSES_TRIED = 3  # of a name's checked addresses, each with its own connect timeout
+
+
+class _PinnedAddress(requests.adapters.HTTPAdapter):
+    """Connects to the one address the delivery checked, never to what the name resolves to later.
+
+    The request keeps its URL: the ``Host`` header, and for https the name sent in SNI and the name
+    the certificate must match, are the receiver's host name; only the TCP connection goes to
+    ``address``. Proxies from the environment are not used: through one, the proxy would resolve
+    the name again.
+    """
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__(max_retries=0)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        if host_params["scheme"] == "https":
+            pool_kwargs = {
+                **pool_kwargs,
+                "server_hostname": host_params["host"],
+                "assert_hostname": host_params["host"],
+            }
+        return self.poolmanager.connection_from_host(**{**host_params, "host": self.address}, pool_kwargs=pool_kwargs)
+
+    def request_url(self, request, proxies):
+        return request.path_url
+
+
+def _send_pinned(url: str, address: str, body: bytes, headers: dict, timeout: float) -> int:
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url).netloc.rpartition("@")[2]  # the Host header: the name (and port) as given
+    with requests.Session() as session:
+        session.mount("http://", _PinnedAddress(address))
+        session.mount("https://", _PinnedAddress(address))
+        # stream: the response body is never read, so a huge or slow one costs nothing
+        with session.post(
+            url, data=body, headers={**headers, "Host": netloc}, timeout=timeout, allow_redirects=False, stream=True
+        ) as response:
+            return response.status_code
+
+
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int | None, str, bool]:
     """One request: (status code, short error, whether another attempt may succeed)."""
-    if address_problem(url):  # checked again at delivery: DNS may have changed since the webhook was saved
+    # checked again at delivery (DNS may have changed since the webhook was saved), and the
+    # connection goes to an address this check passed
+    addresses, problem = _resolve(url)
+    if not addresses:
+        return None, f"Connection failed: {problem}", True
+    if problem:
         return None, "The receiver's host resolves to an internal address; not sent.", False
     try:
-        # stream: the response body is never read, so a huge or slow one costs nothing
-        with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True) as r:
-            code = r.status_code
+        tried = addresses[:PINNED_ADDRESSES_TRIED]
+        for address in tried:  # the next checked address only when this one took no connection
+            try:
+                code = _send_pinned(url, address, body, headers, timeout)
+                break
+            except requests.ConnectionError as exc:
+                if address == tried[-1] or not _not_connected(exc):
+                    raise
     except requests.Timeout:
         return None, f"Timed out after {timeout:g} s.", True
     except requests.ConnectionError as exc:

@@ -3,6 +3,7 @@
 import django_filters
 from django.db.models import Exists, OuterRef, Q
 
+from governance.core.filters import IsoDateTimeFilter
 from governance.registry.models import ArtifactFormat, Framework, ModelVersion, RegisteredModel, RiskTier, Stage
 
 
@@ -31,8 +32,8 @@ class VersionFilter(django_filters.FilterSet):
     framework = django_filters.ChoiceFilter(choices=Framework.choices)
     artifact_format = django_filters.ChoiceFilter(choices=ArtifactFormat.choices)
     artifact_sha256 = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = ModelVersion

@@ -3,9 +3,30 @@ services). Each check returns the problem as a sentence, or ``None`` when the va
 
 from __future__ import annotations
 
+import functools
+
+from governance.core.jsoninput import json_problem
+
 MAX_TAG_LENGTH = 50
 
 
+def unstorable_problem(value) -> str | None:
+    """What the database cannot store (NUL, lone surrogates, infinite numbers) or nesting too deep."""
+    problem = json_problem(value)
+    return problem.message if problem else None
+
+
+def _storable_first(check):
+    """Every check below answers ``unstorable_problem`` first, so no door lets such a value reach an INSERT."""
+
+    @functools.wraps(check)
+    def checked(value) -> str | None:
+        return unstorable_problem(value) or check(value)
+
+    return checked
+
+
+@_storable_first
 def metrics_problem(value) -> str | None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
@@ -14,10 +35,12 @@ def metrics_problem(value) -> str | None:
     return None
 
 
+@_storable_first
 def hyperparameters_problem(value) -> str | None:
     return None if isinstance(value, dict) else "Hyperparameters must be a JSON object."
 
 
+@_storable_first
 def tags_problem(value) -> str | None:
     if not isinstance(value, list) or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_LENGTH for t in value):
         return f"Tags must be a list of strings of 1 to {MAX_TAG_LENGTH} characters."
@@ -27,6 +50,7 @@ def tags_problem(value) -> str | None:
 MAX_PROFILE_BYTES = 1_000_000
 
 
+@_storable_first
 def training_profile_problem(value) -> str | None:
     """A profile of the training data as ``workers.engines.data_quality.profile`` writes it
     (``manage.py profile_data train.csv`` prints one): only statistics, never rows."""
