@@ -24,4 +24,6 @@ RUN SECRET_KEY=collectstatic-only CHARTER_VAR_DIR=/tmp/build-var python manage.p
 
 USER charter
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn governance.wsgi -b 0.0.0.0:8000 -w 3"]
+# Migrations are their own step, run with the schema owner's URL (DATABASE_OWNER_URL), which the web
+# process is never given: `docker compose` runs them in its one-shot `migrate` service.
+CMD ["gunicorn", "governance.wsgi", "-b", "0.0.0.0:8000", "-w", "3"]

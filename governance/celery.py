@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 
@@ -10,9 +10,13 @@ app = Celery("charter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = (
     "workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals", "workers.evaluations",
+    "workers.integrity", "workers.leases",
 )  # fmt: skip
 app.conf.task_routes = {
-    **{f"workers.{name}.*": {"queue": "default"} for name in ("artifacts", "audit", "notifications", "approvals")},
+    **{
+        f"workers.{name}.*": {"queue": "default"}
+        for name in ("artifacts", "audit", "notifications", "approvals", "integrity", "leases")
+    },
     # CPU-heavy evidence work has its own queue, so a long SHAP run never delays an inspection or a webhook
     "workers.evaluations.*": {"queue": "evaluations"},
 }
@@ -20,9 +24,35 @@ app.conf.beat_schedule = {
     # a signed, exported copy of the chain head: a removed or rewritten tail no longer verifies
     "audit-checkpoint": {"task": "workers.audit.checkpoint_chain", "schedule": 3600.0},
     "approvals-expiring": {"task": "workers.approvals.announce_expiring_approvals", "schedule": 86400.0},
+    # re-hash stored artifacts in bounded slices, oldest-checked first: a changed byte fails the gate
+    "artifact-integrity-scrub": {"task": "workers.integrity.scrub_artifacts", "schedule": 3600.0},
 }
 
+
+@app.on_after_configure.connect
+def _schedule_lease_sweep(sender, **kwargs):
+    """Re-queue, or fail, the runs whose worker died (``governance.core.leases``), every
+    TASK_LEASE_SWEEP_SECONDS: read once Django's settings are, not when this module is imported."""
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.TASK_LEASE_SWEEP_SECONDS, sender.signature("workers.leases.recover_expired"), name="leases-recover"
+    )
+
+
 AUDIT_KWARG = "_audit"
+
+
+@signals.setup_logging.connect
+def _log_through_django_settings(**kwargs):
+    """The worker logs through ``settings.LOGGING``, as the web does: each line with its request id
+    (the requester's, restored by ``AuditedTask``), JSON with ``LOG_FORMAT=json``, the level from
+    ``LOG_LEVEL``. With a receiver connected, Celery leaves the root logger's handlers alone."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
 
 
 class AuditedTask(Task):

@@ -7,9 +7,12 @@ Production and the test suite point ``DATABASE_URL`` at PostgreSQL and
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CHARTER_VAR_DIR", BASE_DIR / "var"))
@@ -18,6 +21,19 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
+
+
+def _env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate ("600/minute"); "off" (or "none", "0") disables that throttle."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() in {"", "off", "none", "0"}:
+        return None
+    number, _, period = value.partition("/")
+    if not (number.isdigit() and int(number) > 0 and period in {"second", "minute", "hour", "day"}):
+        raise ImproperlyConfigured(
+            f"{name} is a number of requests per second, minute, hour or day (60000/minute), or off."
+        )
+    return value
 
 
 def _secret_key() -> str:
@@ -48,6 +64,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "governance.core",
     "governance.accounts",
     "governance.audit",
@@ -60,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Pages and API responses are gzipped when the client asks (bench/pages.py: audit log 151 -> 18 KiB);
     # streamed responses (artifact downloads) are left as they are.
     # Static files never get here: WhiteNoise above answers them with the copies collectstatic
@@ -69,6 +88,9 @@ MIDDLEWARE = [
     # Breach"), which drowns the one-byte length differences the attack measures.
     "governance.core.middleware.GZipPagesMiddleware",
     "governance.core.middleware.RequestIdMiddleware",
+    # Before anything reads a body (the CSRF check parses every form post): an upload over its limit
+    # is refused from its Content-Length, or cut off as it streams (governance/core/uploads.py)
+    "governance.core.uploads.UploadLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -76,6 +98,9 @@ MIDDLEWARE = [
     "governance.core.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "governance.core.middleware.TransientDatabaseErrorMiddleware",
+    # last, as django-axes asks: turns a sign-in refused by the lockout into the lockout page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "governance.urls"
@@ -121,10 +146,29 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# Least privilege on PostgreSQL (governance/audit/roles.py). The application connects as DATABASE_URL's
+# role, which may only read and append to the audit tables; `manage.py migrate` (and `flush`) connect as
+# the schema's owner, DATABASE_OWNER_URL (or MIGRATION_DATABASE_URL): its role, password, host and port,
+# on DATABASE_URL's database. Give that URL to the migration step only. After every migrate the owner
+# grants the application role its privileges. Unset, one role does both (`manage.py check --database
+# default` warns). SQLite has no roles: the owner URL is ignored there.
+DATABASE_OWNER = None
+_owner_url = os.environ.get("DATABASE_OWNER_URL") or os.environ.get("MIGRATION_DATABASE_URL") or ""
+if _owner_url and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _owner = dj_database_url.parse(_owner_url)
+    if _owner["ENGINE"] != DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured("DATABASE_OWNER_URL must be a PostgreSQL URL, like DATABASE_URL.")
+    DATABASE_OWNER = {key: _owner[key] for key in ("USER", "PASSWORD", "HOST", "PORT")}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out username + address before any password is checked
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -178,9 +222,18 @@ ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", str(512 * 1024 * 1
 # Evaluation data uploaded with a run request; deleted when the run ends unless retained
 EVALUATION_DATA_MAX_BYTES = int(os.environ.get("EVALUATION_DATA_MAX_BYTES", str(200 * 1024 * 1024)))
 EVALUATION_MAX_ROWS = int(os.environ.get("EVALUATION_MAX_ROWS", "2000000"))
+# A sensitive feature with more distinct values is refused (each value would be stored as a group
+# label); the worker reads the same variable (workers/engines/runner.py).
+EVALUATION_MAX_SENSITIVE_GROUPS = int(os.environ.get("EVALUATION_MAX_SENSITIVE_GROUPS", "50"))
 EVALUATION_TIME_LIMIT_SECONDS = int(os.environ.get("EVALUATION_TIME_LIMIT_SECONDS", "3600"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# The first handler counts file bytes and stops a file at its route's limit (governance/core/uploads.py)
+FILE_UPLOAD_HANDLERS = [
+    "governance.core.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -205,11 +258,20 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "governance.core.jsoninput.JSONParser",  # refuses JSON nested too deep or that jsonb cannot store
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # 429 with Retry-After past a rate; counted in the default cache (governance/core/throttling.py)
+    "DEFAULT_THROTTLE_CLASSES": [
+        "governance.core.throttling.TokenRateThrottle",
+        "governance.core.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": _env_rate("API_THROTTLE_TOKEN_RATE", "60000/minute"),
+        "user": _env_rate("API_THROTTLE_USER_RATE", "120000/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Charter API",
@@ -239,8 +301,12 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         CELERY_BROKER_TRANSPORT = "governance.broker:Transport"  # kombu's, sharing one client per channel
-    # Longer than the longest task, so a slow task is not redelivered while it still runs.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "21600"))}
+    # How long a message a worker took and never acknowledged waits before it is delivered again: the
+    # recovery, after a whole worker died, of the tasks without a lease. Evaluation runs recover through
+    # their lease (below), and refuse a second concurrent execution, so this need not outlast them. Keep
+    # it above the longest unleased task (artifact inspection: 600 s) and the longest retry wait
+    # (webhooks: 480 s by default): such a message would be delivered again while it still runs or waits.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "900"))}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -248,9 +314,41 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Long-running task records (evaluation runs) hold a lease their worker renews while it works
+# (governance/core/leases.py). Beat's `leases-recover` re-queues a record whose lease ran out (its worker
+# died), or fails it with `worker_lost` once it has had TASK_LEASE_MAX_ATTEMPTS starts: a crash is noticed
+# within TASK_LEASE_SECONDS + TASK_LEASE_SWEEP_SECONDS, and costs the work of the attempt it interrupted.
+TASK_LEASE_SECONDS = float(os.environ.get("TASK_LEASE_SECONDS", "60"))
+TASK_LEASE_SWEEP_SECONDS = float(os.environ.get("TASK_LEASE_SWEEP_SECONDS", "30"))
+TASK_LEASE_MAX_ATTEMPTS = int(os.environ.get("TASK_LEASE_MAX_ATTEMPTS", "3"))
+if TASK_LEASE_SECONDS < 1 or TASK_LEASE_SWEEP_SECONDS < 1 or TASK_LEASE_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(
+        "TASK_LEASE_SECONDS, TASK_LEASE_SWEEP_SECONDS and TASK_LEASE_MAX_ATTEMPTS are at least 1."
+    )
 
-AUDIT_CHECKPOINT_KEY = os.environ.get("AUDIT_CHECKPOINT_KEY", "")
+# Signed checkpoints of the audit chain head live outside the database, and `audit_verify` reads them
+# back: a directory (default), or an S3 bucket (AUDIT_CHECKPOINT_STORAGE=s3, django-storages + boto3)
+# with Object Lock retention so that nobody can delete or rewrite them.
 AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", VAR_DIR / "audit-checkpoints"))
+AUDIT_CHECKPOINT_STORAGE = os.environ.get("AUDIT_CHECKPOINT_STORAGE", "local")
+if AUDIT_CHECKPOINT_STORAGE == "s3":
+    STORAGES["audit_checkpoints"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ.get("AUDIT_CHECKPOINT_S3_BUCKET", ""),
+            "location": os.environ.get("AUDIT_CHECKPOINT_S3_PREFIX", "audit-checkpoints"),
+            "file_overwrite": False,
+        },
+    }
+elif AUDIT_CHECKPOINT_STORAGE != "local":
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_STORAGE is 'local' or 's3'.")
+# The Ed25519 key that signs checkpoints; the database never sees it. AUDIT_SIGNING_KEY holds the PEM
+# itself, else AUDIT_SIGNING_KEY_FILE names it; with neither, a key is generated once into
+# var/audit_signing_key.pem (like SECRET_KEY). Web and worker need it; the migration step does not.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY", "")
+AUDIT_SIGNING_KEY_FILE = os.environ.get("AUDIT_SIGNING_KEY_FILE", "")
+# Checkpoints written before Ed25519 (HMAC-SHA256, kept readable): their key, derived from SECRET_KEY unless set
+AUDIT_CHECKPOINT_KEY = os.environ.get("AUDIT_CHECKPOINT_KEY", "")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "charter@localhost")
@@ -269,12 +367,92 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# HTTPS, set in production (README, "Running on PostgreSQL and Redis"; `manage.py check --deploy` is
+# clean with those settings, tests/test_security_settings.py). Behind a proxy that ends TLS,
+# SECURE_PROXY_SSL_HEADER names the header it sets ("X-Forwarded-Proto", meaning "=https"): only
+# set it when the proxy always sets or strips that header, or a client could claim HTTPS.
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", False)
 
+
+def _proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    name, _, expected = value.strip().partition("=")
+    name = name.strip()
+    if not name:
+        return None
+    return "HTTP_" + name.upper().replace("-", "_"), expected.strip() or "https"
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(os.environ.get("SECURE_PROXY_SSL_HEADER", ""))
+
+# Content-Security-Policy on every page (django-csp): scripts only from Charter's own static files,
+# no inline script or eval. Inline styles stay allowed: templates set style attributes, and Plotly
+# styles the elements it draws. Heatmaps (and Swagger UI's icons) are data: images. The API docs need
+# nothing more: Swagger UI's start script is served from their own path (governance/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Sign-in throttling (django-axes, governance/accounts/lockout.py): after LOGIN_FAILURE_LIMIT failed
+# sign-ins of one username from one address, that pair is refused for LOGIN_COOLOFF_MINUTES (0: until
+# an admin unlocks it), even with the right password. Attempts are kept in the database, so every
+# web process sees them; the audit log has each failure and the lockout itself.
+AXES_ENABLED = _env_bool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+_cooloff_minutes = int(os.environ.get("LOGIN_COOLOFF_MINUTES", "15"))
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes) if _cooloff_minutes > 0 else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# the cool-off runs from the lockout: attempts during it are refused and audited, not counted again
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in the audit log
+AXES_LOCKOUT_CALLABLE = "governance.accounts.lockout.locked_out_response"
+AXES_HTTP_RESPONSE_CODE = 403
+AXES_VERBOSE = False  # no banner on every manage.py command; each failure and lockout is still logged
+
+# The cache holds the API's rate-limit counters (governance/core/throttling.py). Redis in production
+# (CACHE_URL, else REDIS_URL), shared by every web process; otherwise, as with SQLite and
+# scripts/run.sh (one web process), each process's local memory.
+_cache_url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL", "")
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "charter",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Every log line carries the request id of the request (or the requester's, in a task) it was written
+# under, as X-Request-ID and the audit log show it; LOG_FORMAT=json writes one JSON object per line.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT is 'plain' or 'json'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "governance.core.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"},
+        "json": {"()": "governance.core.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -139,7 +139,16 @@ EOF
     cat "$pgroot/postgres.log" >&2 || true
     die "PostgreSQL did not start."
   fi
-  "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U postgres charter
+}
+
+# Two roles, as a deployment has them (README, "Running on PostgreSQL and Redis"): the owner creates
+# and migrates the test databases (and drops them); the suite connects as the application role, which
+# owns nothing and may only read and append to the audit log (tests/test_audit_roles.py).
+create_roles() {
+  local port=$1
+  "$PGBIN/createuser" -h 127.0.0.1 -p "$port" -U postgres --createdb charter_owner
+  "$PGBIN/createuser" -h 127.0.0.1 -p "$port" -U postgres charter_app
+  "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U postgres -O charter_owner charter
 }
 
 redis_ping() {
@@ -178,10 +187,12 @@ chmod 0755 "$TMP" # the postgres user must reach its data dir inside
 read -r PGPORT REDISPORT < <(free_ports)
 [[ -n ${REDISPORT:-} ]] || die "Could not find free ports."
 start_postgres "$PGPORT"
+create_roles "$PGPORT"
 start_redis "$REDISPORT"
 
 mkdir -p "$TMP/var"
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/charter"
+export DATABASE_URL="postgres://charter_app@127.0.0.1:$PGPORT/charter"
+export DATABASE_OWNER_URL="postgres://charter_owner@127.0.0.1:$PGPORT/charter"
 export CELERY_BROKER_URL="redis://127.0.0.1:$REDISPORT/0"
 export REDIS_URL="$CELERY_BROKER_URL"
 export CHARTER_VAR_DIR="$TMP/var"

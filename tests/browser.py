@@ -43,3 +43,26 @@ def assert_charts_drew(page, *, at_least: int = 1) -> list[dict]:
     empty = [s for s in states if not (s["drawn"] and s["with_data"] >= 1)]
     assert not empty, f"charts that drew no data on {page.url}: {empty}"
     return states
+
+
+# Every Content-Security-Policy violation a page reports: Chromium's console errors ("Refused to
+# execute inline script because it violates the following Content Security Policy directive ...")
+# and the DOM's securitypolicyviolation events, collected from every page loaded after the call.
+_CSP_LISTENER_JS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error("Content Security Policy violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline"));
+});
+"""
+
+
+def watch_csp(page) -> list[str]:
+    """Start collecting ``page``'s CSP violations (console messages); returns the list it fills."""
+    violations: list[str] = []
+    page.context.add_init_script(_CSP_LISTENER_JS)
+
+    def on_console(message):
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            violations.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    return violations

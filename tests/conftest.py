@@ -25,6 +25,33 @@ User = get_user_model()
 PASSWORD = "correct-horse-battery"
 
 
+# --- two database roles (governance/audit/roles.py) ------------------------------------------------
+# With DATABASE_OWNER_URL set (scripts/test.sh sets it), the test database is created, migrated and
+# dropped as the owner, and the tests run as the application role, with its privileges and no more.
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    from governance.audit import roles
+
+    roles.connect_as("owner")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    from governance.audit import roles
+
+    roles.connect_as("app")
+    yield
+    roles.connect_as("owner")
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoints(tmp_path, settings):
+    """Each test its own checkpoint storage: verification reads every exported checkpoint back."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+
+
 @pytest.fixture(autouse=True)
 def _artifact_storage(tmp_path, settings):
     settings.STORAGES = {
@@ -187,8 +214,8 @@ def fast_passwords(settings):
 def governed_state() -> dict:
     """Every governed row, to compare before and after a refused request.
 
-    ``permission.denied`` events are left out: a refused write records one on purpose. A token's
-    ``last_used_at`` is left out: authenticating with it is not a governed write.
+    ``permission.denied`` and ``<action>.refused`` events are left out: a refused write records them
+    on purpose. A token's ``last_used_at`` is left out: authenticating with it is not a governed write.
     """
     from governance.accounts.models import ApiToken
     from governance.audit.models import AuditEvent
@@ -204,7 +231,10 @@ def governed_state() -> dict:
         "versions": list(ModelVersion.objects.order_by("pk").values()),
         "cards": list(ModelCard.objects.order_by("pk").values()),
         "events": list(
-            AuditEvent.objects.exclude(action="permission.denied").order_by("seq").values_list("seq", "hash")
+            AuditEvent.objects.exclude(action="permission.denied")
+            .exclude(action__endswith=".refused")
+            .order_by("seq")
+            .values_list("seq", "hash")
         ),
     }
 
@@ -331,3 +361,23 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+@pytest.fixture(autouse=True)
+def _default_policies_after_a_flush(request):
+    """Transactional tests (live server, real workers) run last and flush the database after each
+    one, taking the site-wide default policies a data migration created with it: put them back, as
+    on a fresh database, so such a test does not depend on which one ran before it."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or {
+        "transactional_db",
+        "live_server",
+    } & set(request.fixturenames)
+    if not transactional:
+        return
+    request.getfixturevalue("transactional_db")
+    from importlib import import_module
+
+    from django.apps import apps
+
+    import_module("governance.approvals.migrations.0002_default_policies").create(apps, None)

@@ -39,7 +39,8 @@ def test_the_secret_is_returned_once_and_only_its_hash_is_kept(api, users, team)
     secret = body["secret"]
     assert secret.startswith("chr_") and len(secret) > 40
     assert set(body["token"]) == {
-        "id", "name", "prefix", "team", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at",
+        "id", "name", "prefix", "team", "parent", "scopes", "created_at", "expires_at", "revoked_at",
+        "last_used_at",
     }  # fmt: skip
     token = ApiToken.objects.get(pk=body["token"]["id"])
     assert (token.user, token.team, token.scopes) == (users.author, team, ["read", "write"])

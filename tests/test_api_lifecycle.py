@@ -174,7 +174,9 @@ def test_a_retired_version_is_final_and_stays_readable(api, users, at_stage):
     assert r.status_code == 200 and r.json()["stage"] == "retired" and r.json()["allowed_transitions"] == []
     assert viewer.get(f"/api/v1/versions/{version.pk}/artifact/").status_code == 200
     trail = viewer.get(f"/api/v1/versions/{version.pk}/audit/").json()["results"]
-    assert [e["action"] for e in trail] == ["version.transition", "version.create"]
+    # each refused step is in the version's trail too (issue 10, finding 6), newest first
+    refused = ["version.transition.refused"] * len(Stage.values)
+    assert [e["action"] for e in trail] == [*refused, "version.transition", "version.create"]
 
 
 @pytest.mark.parametrize("target", ["launched", "", "APPROVED", None, 3])

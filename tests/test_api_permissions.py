@@ -87,6 +87,9 @@ ENDPOINTS = [
     Endpoint("models-partial-update", "patch", "/api/v1/models/{w.model.pk}/", 200, WRITERS,
              lambda w: {"description": "Probability of default at 12 months."}),
     Endpoint("models-destroy", "delete", "/api/v1/models/{w.empty_model.pk}/", 204, TEAM_ADMINS),
+    Endpoint("models-risk-tier", "post", "/api/v1/models/{w.model.pk}/risk-tier/", 200,
+             frozenset({Role.APPROVER, Role.ADMIN, "superuser"}),
+             lambda w: {"risk_tier": "high", "reason": "It decides on credit."}),
     Endpoint("models-audit", "get", "/api/v1/models/{w.model.pk}/audit/", 200, READERS),
     # versions
     Endpoint("versions-list", "get", "/api/v1/versions/", 200, EVERYONE),
@@ -142,7 +145,7 @@ def test_the_table_covers_every_routed_endpoint():
         ("memberships", "list"), ("memberships", "retrieve"), ("memberships", "create"), ("memberships", "destroy"),
         ("tokens", "list"), ("tokens", "retrieve"), ("tokens", "create"), ("tokens", "revoke"),
         ("models", "list"), ("models", "retrieve"), ("models", "create"), ("models", "partial_update"),
-        ("models", "destroy"), ("models", "audit"),
+        ("models", "destroy"), ("models", "audit"), ("models", "risk_tier"),
         ("versions", "list"), ("versions", "retrieve"), ("versions", "create"), ("versions", "partial_update"),
         ("versions", "transition"), ("versions", "artifact"), ("versions", "card"), ("versions", "card_revisions"),
         ("versions", "diff"), ("versions", "audit"),
@@ -153,6 +156,10 @@ def test_the_table_covers_every_routed_endpoint():
         # tests/test_approvals.py
         ("policies", "list"), ("policies", "retrieve"), ("policies", "create"), ("policies", "partial_update"),
         ("policies", "revisions"), ("policies", "assign"),
+        # tests/test_approvals_policy_loosening.py
+        ("policies", "approve_revision"), ("policies", "reject_revision"),
+        # tests/test_approvals_policy_assignment.py
+        ("policies", "assignments"), ("policies", "approve_assignment"), ("policies", "reject_assignment"),
         ("approval-requests", "list"), ("approval-requests", "retrieve"), ("approval-requests", "create"),
         ("approval-requests", "decide"), ("approval-requests", "withdraw"),
         # tests/test_evaluations_api.py

@@ -134,6 +134,16 @@ BAD = [
         lambda w: {"team": w.team.pk, "name": "m", "risk_tier": "extreme"}, 400, "invalid", field="risk_tier"),
     Bad("model-patch-unknown-risk-tier", "patch", "/api/v1/models/{w.model.pk}/", lambda w: {"risk_tier": "HIGH"}, 400,
         "invalid", field="risk_tier"),
+    Bad("model-patch-risk-tier", "patch", "/api/v1/models/{w.model.pk}/", lambda w: {"risk_tier": "minimal"}, 400,
+        "risk_tier_is_an_action", role="admin", field="risk_tier"),
+    Bad("model-retier-unknown-tier", "post", "/api/v1/models/{w.model.pk}/risk-tier/",
+        lambda w: {"risk_tier": "extreme", "reason": "x"}, 400, "invalid", role="admin", field="risk_tier"),
+    Bad("model-retier-no-reason", "post", "/api/v1/models/{w.model.pk}/risk-tier/", lambda w: {"risk_tier": "high"},
+        400, "invalid", role="admin", field="reason"),
+    Bad("model-retier-same-tier", "post", "/api/v1/models/{w.model.pk}/risk-tier/",
+        lambda w: {"risk_tier": "limited", "reason": "x"}, 409, "risk_tier_unchanged", role="admin"),
+    Bad("model-retier-unknown-field", "post", "/api/v1/models/{w.model.pk}/risk-tier/",
+        lambda w: {"risk_tier": "high", "reason": "x", "policy": 1}, 400, "unknown_field", role="admin"),
     Bad("membership-unknown-role", "post", "/api/v1/memberships/",
         lambda w: {"team": w.team.pk, "username": "newbie", "role": "owner"}, 400, "invalid", role="admin",
         field="role"),
@@ -257,7 +267,7 @@ def test_an_artifact_over_the_limit_is_refused(api, users, api_world, settings, 
         {"model": api_world.model.pk, "artifact": make_artifact(b"\x80" * size)},
         format="multipart",
     )
-    assert_error(r, 400, "artifact_too_large")
+    assert_error(r, 413, "artifact_too_large")
     assert governed_state() == before and _artifact_files() == files
     # At the limit it goes through.
     r = client.post(

@@ -252,7 +252,7 @@ def test_a_token_without_the_transition_scope_cannot_request_a_review(api, users
     r = api.with_token(writer).post("/api/v1/approval-requests/", {"version": version.pk,
                                     "environments": ["staging"]}, format="json")  # fmt: skip
     assert_error(r, 403, "token_scope_missing")
-    assert governed_state() == before
+    assert changed_only_by_refusals(before, "review.request.refused", "token_scope_missing")
 
 
 def test_quorum_needs_each_required_role_from_different_people(users, team, model, version, use_policy):
@@ -374,7 +374,18 @@ def test_bad_review_requests_change_nothing(api, users, version, payload, code):
     assert_error(
         client.post("/api/v1/approval-requests/", {"version": version.pk, **payload}, format="json"), 400, code
     )
-    assert governed_state() == before and not ApprovalRequest.objects.exists()
+    assert changed_only_by_refusals(before, "review.request.refused", code) and not ApprovalRequest.objects.exists()
+
+
+def changed_only_by_refusals(before: dict, action: str, code: str) -> bool:
+    """Nothing governed changed but the audit log, and what it gained (if anything) is the service's
+    record of this refusal: a refused request is evidence too (``review.request.refused``)."""
+    after = governed_state()
+    assert {k: v for k, v in after.items() if k != "events"} == {k: v for k, v in before.items() if k != "events"}
+    assert after["events"][: len(before["events"])] == before["events"]
+    added = AuditEvent.objects.filter(seq__in=[seq for seq, _ in after["events"][len(before["events"]) :]])
+    assert [(e.action, json.loads(e.changes)["code"]) for e in added] in ([], [(action, code)]), list(added)
+    return True
 
 
 def test_prohibited_uses_cannot_even_be_put_up_for_review(api, users, make_model, make_version):
@@ -623,12 +634,22 @@ def test_policy_reads_revisions_and_assignment_by_role(api, users, team, model, 
     for role in ("author", "approver"):
         assert_error(api.as_user(getattr(users, role)).post(url, back_to_default, format="json"), 403)
     assert_error(api.as_user(users.outsider).post(url, back_to_default, format="json"), 404, "model_not_found")
+    # the tier's default lets approvals live 180 days instead of 90: looser, so a second admin approves it
     r = api.as_user(users.admin).post(url, back_to_default, format="json")
-    assert r.status_code == 200
+    assert r.status_code == 202, r.content[:300]
+    body = r.json()
+    assert body["policy"] == policy.pk and body["pending_assignment"]["state"] == "proposed"
+    assert "production: approvals expire after 180 days instead of after 90 days." in body["pending_assignment"][
+        "loosens"]  # fmt: skip
+    second_admin = accounts_user("admin2", team, Role.ADMIN)
+    approve = f"/api/v1/policies/assignments/{body['pending_assignment']['id']}/approve/"
+    r = api.as_user(second_admin).post(approve, {}, format="json")
+    assert r.status_code == 200 and r.json()["state"] == "adopted", r.content[:300]
     default = Policy.objects.get(team__isnull=True, risk_tier=model.risk_tier)
-    assert r.json() == {"model": model.pk, "policy": default.pk}
+    assert selectors.policy_for_model(model) == default
     assert_error(api.as_user(users.admin).post(url, {"model": model.pk, "policy": 10**6}, format="json"), 404)
-    assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 2
+    assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 1  # the site admin's
+    assert AuditEvent.objects.filter(action="policy.assign.approved", object_id=str(model.pk)).count() == 1
 
 
 def test_review_and_policy_lists_run_a_fixed_number_of_queries(api, users, model, make_version, use_policy):

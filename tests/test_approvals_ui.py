@@ -147,7 +147,11 @@ def test_a_viewer_sees_no_request_button_and_no_tick_buttons(login, users, make_
     assert reverse("checklist-tick", args=[version.pk]) not in page
     author_page = _text(login(users.author).get(reverse("version-detail", args=[version.pk])))
     assert reverse("review-request", args=[version.pk]) in author_page
-    assert author_page.count(reverse("checklist-tick", args=[version.pk])) == 12  # six items, two environments
+    # the author registered the version: no tick buttons (separation of duties), the reason instead
+    assert reverse("checklist-tick", args=[version.pk]) not in author_page
+    assert "Separation of duties: you registered this version" in author_page
+    reviewer_page = _text(login(users.reviewer).get(reverse("version-detail", args=[version.pk])))
+    assert reviewer_page.count(reverse("checklist-tick", args=[version.pk])) == 12  # six items, two environments
 
 
 # --- deciding -------------------------------------------------------------------------------------
@@ -491,13 +495,14 @@ def test_policy_pages_read_the_rules_as_sentences(login, users, team, superuser)
 )
 def test_bad_policy_rules_are_field_errors_and_store_nothing(login, users, rules, expected):
     client = login(users.superuser)
-    before = Policy.objects.count(), PolicyRevision.objects.count(), AuditEvent.objects.count()
+    governed = AuditEvent.objects.exclude(action__endswith=".refused")  # a refusal is recorded on purpose
+    before = Policy.objects.count(), PolicyRevision.objects.count(), governed.count()
     response = client.post(reverse("policy-create"), {"name": "Strict", "rules": rules, "comment": "try"})
     assert response.status_code == 400
     assert response.context["form"].errors["rules"], response.context["form"].errors
     page = _text(response)
     assert expected.replace("“", "&ldquo;") in page or expected in page, page[page.find("errorlist") - 200 :][:1200]
-    assert (Policy.objects.count(), PolicyRevision.objects.count(), AuditEvent.objects.count()) == before
+    assert (Policy.objects.count(), PolicyRevision.objects.count(), governed.count()) == before
 
 
 def test_every_bad_field_is_listed_under_the_textarea(login, users):
@@ -522,8 +527,14 @@ def test_team_admin_creates_and_edits_a_team_policy_as_new_revisions(login, user
     assert policy.team == team and policy.revision == 1
     assert AuditEvent.objects.get(action="policy.create", object_id=str(policy.pk)).source == "ui"
     with audit_context(source="cli", actor=users.admin):
-        services.policy_assign(actor=users.admin, policy=policy, model=model)
+        proposed = services.policy_assign(actor=users.admin, policy=policy, model=model)
+    # looser than the limited tier's default (one approval, no gates): a second admin makes it take effect
+    assert proposed.is_proposed and proposed.loosens
+    second_admin = accounts_user("admin2", team, Role.ADMIN)
+    with audit_context(source="cli", actor=second_admin):
+        services.policy_assignment_approve(actor=second_admin, assignment=proposed)
     open_review = request(version, users.author)
+    assert open_review.policy_revision.policy == policy
     edit_url = reverse("policy-edit", args=[policy.pk])
     page = _text(client.get(edit_url))
     assert "saved as revision 2" in page and "1 open review under this policy keeps revision 1" in page
@@ -545,9 +556,9 @@ def test_team_admin_creates_and_edits_a_team_policy_as_new_revisions(login, user
     assert policy.revision == 2 and PolicyRevision.objects.filter(policy=policy).count() == 2
 
 
-def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, model, superuser):
+def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, team, model, superuser):
     from governance.approvals import services as approval_services
-    from governance.approvals.models import ModelPolicy, Policy
+    from governance.approvals.models import ModelPolicy, Policy, PolicyAssignment
     from governance.audit.context import audit_context
     from governance.audit.models import AuditEvent
 
@@ -555,6 +566,7 @@ def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, model, s
         strict = approval_services.policy_create(
             actor=superuser, name="Strict credit", rules={"environments": {"production": {"min_approvals": 2}}}
         )
+    second_admin = accounts_user("admin2", team, Role.ADMIN)
     url = reverse("model-policy", args=[model.pk])
     page = login(users.admin).get(model.get_absolute_url()).content.decode()
     assert "default of its risk tier" in page and "Strict credit" in page and url in page
@@ -562,11 +574,35 @@ def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, model, s
     assert login(users.author).post(url, {"policy": strict.pk}).status_code == 403
     assert login(users.outsider).post(url, {"policy": strict.pk}).status_code == 404
     assert not ModelPolicy.objects.exists()
+
+    # "Strict credit" drops the tier default's role slots and gates: proposed, the default still governs
     response = login(users.admin).post(url, {"policy": strict.pk}, follow=True)
-    assert "now governed by" in response.content.decode() and "chosen for this model" in response.content.decode()
-    assert ModelPolicy.objects.get(model=model).policy == strict
-    login(users.admin).post(url, {"policy": ""})
+    page = response.content.decode()
+    assert "takes effect once a second admin approves it" in page and "Proposed:" in page
+    assert "default of its risk tier" in page and not ModelPolicy.objects.exists()
+    proposal = PolicyAssignment.objects.get(model=model, state="proposed")
+    approve_url = reverse("model-policy-approve", args=[model.pk, proposal.pk])
+    assert approve_url not in page and "so a second admin of the team (or a site administrator) must approve it" in page
+    assert login(users.admin).post(approve_url).status_code == 403  # the proposer never approves it
     assert not ModelPolicy.objects.exists()
-    assert AuditEvent.objects.filter(action="model.policy", object_id=str(model.pk)).count() == 2
+    assert AuditEvent.objects.get(action="policy.assign.proposed", object_id=str(model.pk)).actor == users.admin
+
+    second = login(second_admin)
+    assert approve_url in second.get(model.get_absolute_url()).content.decode()
+    response = second.post(approve_url, {"comment": "Agreed."}, follow=True)
+    page = response.content.decode()
+    assert "now governed by" in page and "chosen for this model" in page
+    assert ModelPolicy.objects.get(model=model).policy == strict
+    event = AuditEvent.objects.get(action="policy.assign.approved", object_id=str(model.pk))
+    assert event.actor == second_admin and event.source == "ui"
+
+    # back to the tier's default, which also approves for staging: looser again, so proposed again
+    login(users.admin).post(url, {"policy": ""})
+    assert ModelPolicy.objects.get(model=model).policy == strict
+    proposal = PolicyAssignment.objects.get(model=model, state="proposed")
+    assert proposal.policy is None and any("staging" in reason for reason in proposal.loosens)
+    second.post(reverse("model-policy-approve", args=[model.pk, proposal.pk]))
+    assert not ModelPolicy.objects.exists()
+    assert AuditEvent.objects.filter(action="policy.assign.approved", object_id=str(model.pk)).count() == 2
     assert login(users.admin).post(url, {"policy": "nonsense"}).status_code == 302
     assert Policy.objects.filter(pk=strict.pk).exists()

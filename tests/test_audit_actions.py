@@ -14,6 +14,7 @@ from governance.approvals.models import RequestStatus
 from governance.audit import actions
 from governance.audit.actions import Action
 from governance.audit.models import AuditEvent
+from governance.core.errors import GOVERNED_WRITES
 from tests.conftest import move
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Actions built at run time, and every value they take: keep in step with the code.
 DYNAMIC_ACTIONS = {
     'f"review.{status}"': {f"review.{s}" for s in RequestStatus.values if s != RequestStatus.OPEN},
+    # governance/core/errors.py: a refused governed write
+    'f"{action}.refused"': {f"{w.action}.refused" for w in GOVERNED_WRITES.values()},
 }
 
 

@@ -68,9 +68,14 @@ WRITES = [
           after=lambda a: (a["risk_tier"], a["owners"], a["business_kpis"][0]["name"]) == (
               "high", ["approver", "author"], "loss rate") or pytest.fail(a)),
     Write("model.update", "author", "patch", "/api/v1/models/{w.model.pk}/",
-          lambda w: {"risk_tier": "high", "owners": ["author"]}, 200, "registry.registeredmodel",
-          lambda w, b: w.model.pk, before=lambda b: (b["risk_tier"], b["owners"]) == ("limited", []) or pytest.fail(b),
-          after=lambda a: (a["risk_tier"], a["owners"]) == ("high", ["author"]) or pytest.fail(a)),
+          lambda w: {"use_case": "retail and SME credit", "owners": ["author"]}, 200, "registry.registeredmodel",
+          lambda w, b: w.model.pk,
+          before=lambda b: (b["use_case"], b["owners"]) == ("retail credit", []) or pytest.fail(b),
+          after=lambda a: (a["use_case"], a["owners"]) == ("retail and SME credit", ["author"]) or pytest.fail(a)),
+    Write("model.retier", "admin", "post", "/api/v1/models/{w.model.pk}/risk-tier/",
+          lambda w: {"risk_tier": "high", "reason": "Decides on credit."}, 200, "registry.registeredmodel",
+          lambda w, b: w.model.pk, before=lambda b: b == {"risk_tier": "limited"} or pytest.fail(b),
+          after=lambda a: a == {"risk_tier": "high"} or pytest.fail(a)),
     Write("model.delete", "admin", "delete", "/api/v1/models/{w.empty_model.pk}/", None, 204,
           "registry.registeredmodel", lambda w, b: w.empty_model.pk,
           before=lambda b: b["name"] == "churn" or pytest.fail(b)),
@@ -182,12 +187,15 @@ def test_a_refused_write_leaves_a_permission_denied_event(api, users, api_world)
         HTTP_X_REQUEST_ID="denied-1",
     )
     assert r.status_code == 403
-    event = AuditEvent.objects.get(request_id="denied-1")
+    event = AuditEvent.objects.get(request_id="denied-1", action="permission.denied")
     assert (event.action, event.actor, event.source) == ("permission.denied", users.viewer, "api")
     assert event.object_type == "request"
     assert event.object_id == f"POST /api/v1/versions/{api_world.v1.pk}/transition/"
     assert json.loads(event.changes) == {"code": "permission_denied", "detail": r.json()["detail"]}
     assert not AuditEvent.objects.filter(action="version.transition").exists()
+    # a lifecycle step is a governed write: its trail shows the refusal too (tests/test_refusals_audited.py)
+    refused = AuditEvent.objects.get(request_id="denied-1", action="version.transition.refused")
+    assert (refused.object_type, refused.object_id) == ("registry.modelversion", str(api_world.v1.pk))
 
 
 def test_a_refused_token_write_names_the_token(api, users, api_world):

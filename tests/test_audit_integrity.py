@@ -1,9 +1,12 @@
 """The audit log on PostgreSQL: append-only, and any break of the chain is found and named.
 
-Tampering needs a database superuser who switches the append-only triggers off
-(``ALTER TABLE ... DISABLE TRIGGER USER``); the test database user is one. Each way of
-breaking the chain is then caught by ``manage.py audit_verify``, both by the set-based check
-inside PostgreSQL and by the replay in Python (``--in-python``).
+Tampering needs the rights of the tables' owner (a DBA, an insider) or a superuser, who can switch
+the append-only triggers off (``ALTER TABLE ... DISABLE TRIGGER USER``), delete checkpoint rows and
+move the chain head: these tests run as the owner (the application's own role can do none of it:
+tests/test_audit_roles.py). Each way of breaking the chain is then caught by ``manage.py
+audit_verify``, both by the set-based check inside PostgreSQL and by the replay in Python
+(``--in-python``); what the rows in the database no longer show, the signed checkpoints exported
+outside it do.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import json
 import threading
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from governance.accounts.models import Team
-from governance.audit import chain, services
+from governance.audit import chain, roles, services
 from governance.audit.context import audit_context
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
 from governance.registry import services as registry
@@ -29,6 +33,17 @@ from governance.registry.models import RegisteredModel
 
 pytestmark = [pytest.mark.usefixtures("fast_passwords")]
 User = get_user_model()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _as_the_owner(django_db_setup):
+    """The whole module connects as the owner of the audit tables, where one is configured."""
+    with roles.as_owner():
+        yield
+
+
+def exported_files() -> list:
+    return sorted(settings.AUDIT_CHECKPOINT_DIR.glob("checkpoint-*.json"))
 
 
 @pytest.fixture
@@ -206,10 +221,10 @@ def test_swapped_rows_are_named(events):
     assert_broken_at(a.seq, "prev_hash does not match the previous event")
 
 
-def test_a_consistently_rewritten_middle_is_found_at_the_first_changed_row(events, tmp_path):
+def test_a_consistently_rewritten_middle_is_found_at_the_first_changed_row(events):
     """Rewrite from row k onwards with every link recomputed, the head moved too: the
     signed checkpoint taken before still pins the old tail."""
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+    call_command("audit_checkpoint", stdout=io.StringIO())
     k = events[4].seq
     tamper("UPDATE audit_auditevent SET changes = %s WHERE seq = %s", ['{"after":{"name":"innocent"}}', k])
     _rehash_from(k)
@@ -233,12 +248,12 @@ def test_a_consistently_rewritten_tail_is_caught_by_the_chain_head(events):
     assert_broken_at(last.seq, "chain head")
 
 
-def test_a_rewritten_tail_with_a_forged_head_is_caught_by_the_checkpoint(events, tmp_path):
+def test_a_rewritten_tail_with_a_forged_head_is_caught_by_the_checkpoint(events):
     out = io.StringIO()
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=out)
+    call_command("audit_checkpoint", stdout=out)
     cp = Checkpoint.objects.get()
     assert f"Checkpoint #{cp.seq}" in out.getvalue()
-    exported = json.loads((tmp_path / f"checkpoint-{cp.seq:012d}.json").read_text())
+    exported = json.loads((settings.AUDIT_CHECKPOINT_DIR / f"checkpoint-{cp.seq:012d}.json").read_text())
     assert (exported["seq"], exported["hash"], exported["signature"]) == (cp.seq, cp.hash, cp.signature)
     assert (cp.seq, cp.hash) == (events[-1].seq, events[-1].hash)
 
@@ -248,8 +263,8 @@ def test_a_rewritten_tail_with_a_forged_head_is_caught_by_the_checkpoint(events,
     assert_broken_at(cp.seq, "differs from the signed checkpoint")
 
 
-def test_a_rewrite_that_also_covers_later_events_is_caught_by_the_checkpoint(events, make_model, tmp_path):
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+def test_a_rewrite_that_also_covers_later_events_is_caught_by_the_checkpoint(events, make_model):
+    call_command("audit_checkpoint", stdout=io.StringIO())
     cp = Checkpoint.objects.get()
     make_model("after-the-checkpoint-1")
     make_model("after-the-checkpoint-2")
@@ -266,25 +281,25 @@ def test_a_truncated_tail_is_caught_by_the_chain_head(events):
     assert_broken_at(last - 1, "chain head says #")
 
 
-def test_a_truncated_tail_with_a_forged_head_is_caught_by_the_checkpoint(events, tmp_path):
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+def test_a_truncated_tail_with_a_forged_head_is_caught_by_the_checkpoint(events):
+    call_command("audit_checkpoint", stdout=io.StringIO())
     last = events[-1].seq
     tamper("DELETE FROM audit_auditevent WHERE seq >= %s", [last - 1])
     _move_head_to_the_log_end()
     assert_broken_at(last - 1, "the tail was removed")
 
 
-def test_a_truncated_table_is_caught_by_the_checkpoint(events, tmp_path):
+def test_a_truncated_table_is_caught_by_the_checkpoint(events):
     """TRUNCATE passes the row triggers (the test harness needs it); the checkpoint is the guard."""
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+    call_command("audit_checkpoint", stdout=io.StringIO())
     _sql("TRUNCATE audit_auditevent")
     assert_broken_at(1, "chain head says #")
     _move_head_to_the_log_end()
     assert_broken_at(1, "the tail was removed")
 
 
-def test_a_forged_checkpoint_is_refused(events, tmp_path):
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+def test_a_forged_checkpoint_is_refused(events):
+    call_command("audit_checkpoint", stdout=io.StringIO())
     cp = Checkpoint.objects.get()
     Checkpoint.objects.filter(pk=cp.pk).update(seq=cp.seq - 3)
     assert_broken_at(cp.seq - 3, "invalid signature")
@@ -300,14 +315,76 @@ def test_verify_over_the_api_names_the_broken_event(api, users, events):
     assert body["reason"] == "content does not match its hash"
 
 
-def test_checkpoints_keep_verifying_as_the_log_grows(events, make_model, tmp_path):
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+def test_checkpoints_keep_verifying_as_the_log_grows(events, make_model):
+    call_command("audit_checkpoint", stdout=io.StringIO())
     make_model("later")
-    call_command("audit_checkpoint", "--export-dir", str(tmp_path), stdout=io.StringIO())
+    call_command("audit_checkpoint", stdout=io.StringIO())
     make_model("later-still")
     assert Checkpoint.objects.count() == 2
-    assert len(list(tmp_path.glob("checkpoint-*.json"))) == 2
+    assert len(exported_files()) == 2
     assert_intact()
+
+
+# --- what the database no longer shows, the exported checkpoints do -----------------------------
+
+
+def test_a_truncated_tail_with_deleted_checkpoint_rows_is_caught_by_the_exported_checkpoint(events, make_model):
+    """The insider's whole attack: the checkpoint rows deleted, the tail cut, the head moved back to
+    the new end. Nothing in the database disagrees any more; the signed file outside it still
+    covers the removed events, and the first of them is named."""
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    [exported] = exported_files()
+    make_model("after-the-checkpoint")  # events newer than the checkpoint go with the tail
+    cut = events[-1].seq - 2
+    tamper("DELETE FROM audit_auditevent WHERE seq >= %s", [cut])
+    _sql("DELETE FROM audit_checkpoint")
+    _move_head_to_the_log_end()
+    assert services._first_broken_sql() is None and services._first_broken_python() is None
+    assert not Checkpoint.objects.exists() and ChainHead.objects.get(id=1).seq == cut - 1
+    assert_broken_at(cut, "the tail was removed")
+    assert exported.name in services.verify().reason
+
+
+def test_a_rewritten_tail_with_deleted_checkpoint_rows_is_caught_between_two_checkpoints(events, make_model):
+    """Rewritten after one checkpoint and re-hashed to the end, rows gone: the next exported checkpoint
+    no longer matches, and the one before still does, which bounds where the rewrite began."""
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    still_good = Checkpoint.objects.get().seq
+    make_model("later-1")
+    make_model("later-2")
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    pinned = Checkpoint.objects.order_by("-seq").first().seq
+    tamper("UPDATE audit_auditevent SET actor_label = 'mallory' WHERE seq = %s", [still_good + 1])
+    _rehash_from(still_good + 1)
+    _move_head_to_the_log_end()
+    _sql("DELETE FROM audit_checkpoint")
+    assert_broken_at(pinned, "differs from the signed checkpoint file")
+    assert f"events up to #{still_good} still match a signed checkpoint" in services.verify().reason
+
+
+def test_deleted_checkpoint_rows_are_reported_by_their_exported_files(events, make_model):
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    first = Checkpoint.objects.get()
+    make_model("later")
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    assert_intact()
+    _sql("DELETE FROM audit_checkpoint WHERE id = %s", [first.pk])
+    assert_broken_at(first.seq, "checkpoint rows were deleted")
+
+
+def test_a_checkpoint_file_edited_to_fit_a_rewritten_tail_is_refused(events):
+    """Whoever can write the exports but has no key cannot make a file agree with a forged tail."""
+    call_command("audit_checkpoint", stdout=io.StringIO())
+    [exported] = exported_files()
+    last = events[-1].seq
+    tamper("UPDATE audit_auditevent SET actor_label = 'mallory' WHERE seq = %s", [last])
+    _rehash_from(last)
+    _move_head_to_the_log_end()
+    _sql("DELETE FROM audit_checkpoint")
+    document = json.loads(exported.read_text())
+    document["hash"] = AuditEvent.objects.get(seq=last).hash
+    exported.write_text(json.dumps(document))
+    assert_broken_at(last, "has an invalid signature")
 
 
 # --- the two hash formulas agree -------------------------------------------------------------

@@ -18,7 +18,7 @@ from governance.audit.context import audit_context
 from governance.evaluations import measures, services
 from governance.evaluations.models import EvaluationKind, RunStatus
 from governance.registry import services as registry
-from tests.browser import assert_charts_drew
+from tests.browser import assert_charts_drew, watch_csp
 from tests.conftest import make_artifact
 from tests.test_approvals_browser import _sign_in
 from tests.test_evaluations_api import credit_frame, csv_upload
@@ -98,6 +98,7 @@ def test_every_chart_on_evaluation_compare_and_home_pages_draws_data(live_server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = _sign_in(browser, base, "viewer")
+        csp_violations = watch_csp(page)  # Plotly draws under the Content-Security-Policy, or this says why not
         for name, path in pages.items():
             page.goto(base + path)
             try:
@@ -119,6 +120,7 @@ def test_every_chart_on_evaluation_compare_and_home_pages_draws_data(live_server
         bare.close()
         browser.close()
     assert not failures, "\n".join(failures)
+    assert not csp_violations, "\n".join(csp_violations)
 
     # numeric-looking groups ("0", "1") and confusion-matrix labels stay categories on their axes
     confusion = [s for s in drawn["performance run"] if "confusion" in s["label"]]
@@ -161,9 +163,11 @@ def test_the_status_badge_follows_the_polled_progress(live_server, users, versio
         _as_the_worker(lambda: (services.run_start(run_id=run.pk, host="h"),
                                 services.run_progress(run_id=run.pk, percent=37, message="Scoring")))  # fmt: skip
         # htmx settles the swapped badge's classes a moment after its text: wait for both.
+        # a function, not an expression: Playwright evaluates an expression with eval, which the page's
+        # Content-Security-Policy refuses
         page.wait_for_function(
-            "(() => { const b = document.querySelector('#run-status');"
-            " return b.textContent.trim() === 'Running' && b.classList.contains('run-running'); })()"
+            "() => { const b = document.querySelector('#run-status');"
+            " return b.textContent.trim() === 'Running' && b.classList.contains('run-running'); }"
         )
         assert "37%" in page.inner_text("#run-progress")
         assert page.locator("#run-status").count() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -38,7 +39,8 @@ def test_app_services_run_commands_that_exist_here(compose):
     web = " ".join(_argv(services["web"]))
     wsgi = re.search(r"gunicorn (\S+)", web).group(1)
     assert callable(importlib.import_module(wsgi.replace(":application", "")).application)
-    assert "manage.py migrate" in web
+    assert "migrate" not in web  # the one-shot migrate service's business, as the schema owner
+    assert _argv(services["migrate"])[:3] == ["python", "manage.py", "migrate"]
     for name in ("worker", "beat", "gpu-worker"):
         argv = _argv(services[name])
         assert argv[:3] == ["celery", "-A", "governance"], name
@@ -57,3 +59,49 @@ def test_app_services_share_configuration_the_settings_read(compose):
             assert f'"{key}"' in settings_source, f"settings never read {key}"
         assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://")
     assert (ROOT / compose["services"]["web"]["build"]["dockerfile"]).is_file()
+
+
+def _interpolated(value: str) -> str:
+    """``${VAR:?message}`` as compose fills it in, the variable's value standing in as its lower-case name."""
+    return re.sub(r"\$\{(\w+)[^}]*\}", lambda m: m[1].lower(), value)
+
+
+def test_migrations_run_as_the_owner_and_the_app_as_a_role_that_owns_nothing(compose):
+    services = compose["services"]
+    postgres = services["postgres"]
+    assert "./scripts/postgres-init:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    [script] = sorted((ROOT / "scripts" / "postgres-init").glob("*.sh"))
+    init = script.read_text()
+    assert init.startswith("#!/bin/sh\n") and "\r" not in init
+    roles = re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD :'(\w+)' ([A-Z ]+);", init)
+    assert roles == [
+        ("charter_owner", "owner_password", "NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+        ("charter_app", "app_password", "NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+    ]
+    assert "CREATE DATABASE charter OWNER charter_owner;" in init
+    assert 'owner_password="$CHARTER_OWNER_PASSWORD"' in init and 'app_password="$CHARTER_APP_PASSWORD"' in init
+    pg_env = {k: _interpolated(v) for k, v in postgres["environment"].items()}
+    assert postgres["healthcheck"]["test"][1].startswith("pg_isready -h 127.0.0.1 ")  # not the init server
+
+    migrate = services["migrate"]
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    owner = urlparse(_interpolated(migrate["environment"]["DATABASE_OWNER_URL"]))
+    assert (owner.username, owner.password) == ("charter_owner", pg_env["CHARTER_OWNER_PASSWORD"])
+    settings_source = (ROOT / "governance" / "settings.py").read_text()
+    assert '"DATABASE_OWNER_URL"' in settings_source
+
+    for name in ("migrate", "web", "worker", "beat", "gpu-worker"):
+        env = services[name]["environment"]
+        app = urlparse(_interpolated(env["DATABASE_URL"]))
+        assert (app.username, app.password) == ("charter_app", pg_env["CHARTER_APP_PASSWORD"]), name
+        assert (
+            (app.hostname, app.port, app.path)
+            == (owner.hostname, owner.port, owner.path)
+            == ("postgres", 5432, "/charter")
+        )
+        if name != "migrate":
+            # the processes that serve requests and run tasks never hold the owner's credentials
+            assert not {"DATABASE_OWNER_URL", "MIGRATION_DATABASE_URL"} & set(env), name
+            assert "CHARTER_OWNER_PASSWORD" not in str(services[name]), name
+            assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name

@@ -106,7 +106,7 @@ def test_bad_requests_leave_nothing_behind(api, users, version, fields, code):
 def test_a_file_over_the_size_limit_is_refused_before_it_is_kept(api, users, version, settings):
     settings.EVALUATION_DATA_MAX_BYTES = 1000
     r = post(api.as_user(users.author), version)
-    assert_error(r, 400, "data_too_large")
+    assert_error(r, 413, "data_too_large")
     assert stored_files() == [] and not EvaluationRun.objects.exists()
 
 

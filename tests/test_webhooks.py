@@ -145,7 +145,13 @@ def test_only_team_admins_create_webhooks_and_the_secret_is_shown_once(api, user
     created = r.json()
     secret = created["secret"]
     assert secret.startswith("whsec_") and len(secret) > 30
-    assert created["events"] == ["review.requested", "review.decided", "review.stale", "approval.expiring"]
+    assert created["events"] == [
+        "review.requested",
+        "review.decided",
+        "review.stale",
+        "approval.expiring",
+        "artifact.integrity_failed",
+    ]
     assert created["is_active"] is True and created["created_by"] == "admin" and created["team"] == team.pk
 
     pk = created["id"]

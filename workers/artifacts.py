@@ -20,6 +20,10 @@ def inspect_artifact(version_id: int) -> dict | None:
             declared_format=version.artifact_format,
         )  # fmt: skip
     services.version_record_inspection(version_id=version_id, metadata=report)
+    # the bytes were just re-hashed: that is an integrity check too (a mismatch fails the gate)
+    services.artifact_integrity_record(
+        sha256=version.artifact_sha256, problem=None if report["sha256_verified"] else artifacts.DIGEST_MISMATCH
+    )
     # once the artifact is known good, the evaluations its policy runs on every new version
     from governance.approvals.services import evaluations_auto_request
 

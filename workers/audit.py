@@ -1,9 +1,5 @@
 """Audit chain housekeeping: sign and export the chain head on a schedule (Celery beat)."""
 
-from pathlib import Path
-
-from django.conf import settings
-
 from governance.celery import AuditedTask, app
 
 
@@ -11,5 +7,5 @@ from governance.celery import AuditedTask, app
 def checkpoint_chain() -> dict:
     from governance.audit import services
 
-    cp = services.checkpoint_create(export_dir=Path(settings.AUDIT_CHECKPOINT_DIR))
+    cp = services.checkpoint_create()  # the configured checkpoint storage: AUDIT_CHECKPOINT_DIR or S3
     return {"seq": cp.seq, "hash": cp.hash}

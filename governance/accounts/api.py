@@ -98,7 +98,10 @@ class MembershipViewSet(viewsets.ReadOnlyModelViewSet):
 class TokenOut(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "team", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+        fields = [
+            "id", "name", "prefix", "team", "parent", "scopes", "created_at", "expires_at", "revoked_at",
+            "last_used_at",
+        ]  # fmt: skip
 
 
 class TokenIn(serializers.Serializer):
@@ -124,7 +127,14 @@ class TokenViewSet(viewsets.ReadOnlyModelViewSet):
             return ApiToken.objects.none()
         return selectors.token_list(user=self.request.user)
 
-    @extend_schema(summary="Create an API token", request=TokenIn, responses={201: TokenCreatedOut, **errors(400, 403)})
+    @extend_schema(
+        summary="Create an API token",
+        description="Created with an API token, the new token is its child (`parent`): it gets no scope or team "
+        "the parent lacks, cannot outlive it (403 `token_outlives_parent`, naming the parent's expiry) and is "
+        "revoked with it.",
+        request=TokenIn,
+        responses={201: TokenCreatedOut, **errors(400, 403)},
+    )
     def create(self, request):
         data = validated(TokenIn, request.data)
         team = None
@@ -141,7 +151,11 @@ class TokenViewSet(viewsets.ReadOnlyModelViewSet):
         )
         return Response({"token": TokenOut(token).data, "secret": secret}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Revoke a token", request=None, responses={200: TokenOut, **errors(403, 404, 409)})
+    @extend_schema(
+        summary="Revoke a token, and every token it created",
+        request=None,
+        responses={200: TokenOut, **errors(403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         token = services.token_revoke(actor=request.user, token=self.get_object())

@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        from governance.accounts import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+        from governance.accounts import lockout, schema  # noqa: F401  (the lockout's audit receiver; the OpenAPI auth scheme)

@@ -66,12 +66,20 @@ class Membership(models.Model):
 
 
 class ApiToken(models.Model):
-    """A scoped token for CI. Only ``prefix`` and the sha256 of the whole token are stored."""
+    """A scoped token for CI. Only ``prefix`` and the sha256 of the whole token are stored.
 
-    AUDIT_FIELDS = ["id", "name", "user", "team", "prefix", "scopes", "expires_at", "revoked_at"]
+    A token created by another token (``parent``) is no stronger than it: no scope or team it
+    lacks, no later expiry, and it is revoked with it.
+    """
+
+    AUDIT_FIELDS = ["id", "name", "user", "team", "parent", "prefix", "scopes", "expires_at", "revoked_at"]
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+        help_text="The API token that created this one; empty when a person created it.",
+    )  # fmt: skip
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True)
     token_hash = models.CharField(max_length=64)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -99,7 +100,11 @@ def membership_remove(*, actor, membership: Membership) -> None:
 def token_create(
     *, actor, name: str, scopes: list[str], team: Team | None = None, expires_in_days: int = 90
 ) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is never stored or shown again."""
+    """Create a token and return it with its secret, which is never stored or shown again.
+
+    Created with an API token (``actor`` authenticated by one), the new token is that token's
+    child: no scope it lacks, no other team, no later expiry, and it is revoked with it.
+    """
     unknown = sorted(set(scopes) - set(Scope.values))
     if not scopes or unknown:
         raise ValidationFailed(
@@ -112,8 +117,11 @@ def token_create(
     require_scope(actor, "admin")
     if team is not None and not actor.is_superuser and team.pk not in roles_by_team(actor):
         raise NotPermitted("You can only scope a token to a team you belong to.")
-    # A token can only mint tokens no stronger than itself: no extra scopes, no wider team.
+    # A token can only mint tokens no stronger than itself: no extra scopes, no wider team, no longer life.
     held = token_scopes(actor)
+    now = timezone.now()
+    expires_at = now + dt.timedelta(days=expires_in_days)
+    parent = None
     if held is not None:
         if extra := sorted(set(scopes) - held):
             raise NotPermitted(
@@ -122,26 +130,70 @@ def token_create(
         bound = token_team(actor)
         if bound is not None and (team is None or team.pk != bound):
             raise NotPermitted("A team-restricted API token can only create tokens for its own team.")
+        # Locked: a revocation of the parent running now either sees this child or refuses it.
+        parent = ApiToken.objects.select_for_update().filter(pk=actor._charter_token.pk).first()
+        if parent is None or not parent.is_active:
+            raise NotPermitted("This API token was revoked or has expired.", code="token_inactive")
+        expires_at = _child_expiry(parent, days=expires_in_days, now=now)
     prefix = secrets.token_hex(6)
     raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     token = ApiToken.objects.create(
-        user=actor, team=team, name=name, prefix=prefix, token_hash=hash_token(raw), scopes=sorted(set(scopes)),
-        expires_at=timezone.now() + dt.timedelta(days=expires_in_days),
+        user=actor, team=team, parent=parent, name=name, prefix=prefix, token_hash=hash_token(raw),
+        scopes=sorted(set(scopes)), expires_at=expires_at,
     )  # fmt: skip
     audit.record(action="token.create", obj=token, after=audit.snapshot(token), actor=actor)
     return token, raw
 
 
+def _child_expiry(parent: ApiToken, *, days: int, now: dt.datetime) -> dt.datetime:
+    """When a token created by ``parent`` for ``days`` days expires: never after the parent.
+
+    Lifetimes are asked for in whole days, so the parent's last, partial day is granted (up to
+    the parent's own expiry); asking for more days than the parent has left is refused.
+    """
+    most = max(1, math.ceil((parent.expires_at - now) / dt.timedelta(days=1)))
+    if days > most:
+        ends = parent.expires_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise NotPermitted(
+            f"This API token expires at {ends}; a token it creates cannot outlive it. Ask for at most {most} "
+            f"day{'s' if most != 1 else ''}, or create the token while signed in.",
+            code="token_outlives_parent",
+            fields={"expires_in_days": f"At most {most}."},
+        )
+    return min(now + dt.timedelta(days=days), parent.expires_at)
+
+
+def _descendants(token: ApiToken) -> list[ApiToken]:
+    """Every token created by ``token``, by those, and so on: locked, generation by generation."""
+    found, generation = [], [token.pk]
+    while generation:
+        children = list(ApiToken.objects.select_for_update().filter(parent_id__in=generation).order_by("pk"))
+        found.extend(children)
+        generation = [child.pk for child in children]
+    return found
+
+
 @transaction.atomic
 def token_revoke(*, actor, token: ApiToken) -> ApiToken:
+    """Revoke a token and, with it, every token it created (transitively), each audited.
+
+    The returned token's ``revoked_descendants`` lists the tokens revoked with it."""
     require_scope(actor, "admin")
     if token.user_id != actor.pk and not actor.is_superuser:
         raise NotPermitted("You can only revoke your own tokens.")
     token = ApiToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is not None:
         raise Conflict("This token is already revoked.", code="already_revoked")
-    before = audit.snapshot(token)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit.record(action="token.revoke", obj=token, before=before, after=audit.snapshot(token), actor=actor)
+    now = timezone.now()
+    revoked = [(token, audit.snapshot(token))]
+    revoked += [(child, audit.snapshot(child)) for child in _descendants(token) if child.revoked_at is None]
+    for each, _ in revoked:
+        each.revoked_at = now
+        each.save(update_fields=["revoked_at"])
+    for each, before in revoked:  # the chain head last, once every row is locked
+        cause = {} if each is token else {"reason": "revoked with the token that created it", "revoked_with": token.pk}
+        audit.record(
+            action="token.revoke", obj=each, before=before, after=audit.snapshot(each), changes=cause, actor=actor
+        )
+    token.revoked_descendants = [each for each, _ in revoked[1:]]
     return token

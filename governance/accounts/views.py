@@ -65,11 +65,15 @@ def tokens(request):
 def token_revoke(request, pk: int):
     token = get_object_or_404(selectors.token_list(user=request.user), pk=pk)
     try:
-        services.token_revoke(actor=request.user, token=token)
+        revoked = services.token_revoke(actor=request.user, token=token)
     except DomainError as exc:
         show_domain_error(request, exc)
     else:
-        messages.success(request, f"Revoked the token “{token.name}” ({token.prefix}…). It no longer authenticates.")
+        children = len(revoked.revoked_descendants)
+        also = f" With it, {children} token{'s' if children != 1 else ''} it created." if children else ""
+        messages.success(
+            request, f"Revoked the token “{token.name}” ({token.prefix}…). It no longer authenticates.{also}"
+        )
     return redirect("tokens")
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from django.urls import path
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -13,9 +19,16 @@ from rest_framework.views import APIView
 from governance.accounts.selectors import team_list
 from governance.approvals import rules as R
 from governance.approvals import selectors, services
-from governance.approvals.models import ApprovalRequest, Decision, Policy, RequestStatus
+from governance.approvals.models import (
+    ApprovalRequest,
+    Decision,
+    Policy,
+    PolicyAssignment,
+    RequestStatus,
+    RevisionState,
+)
 from governance.core.api import errors, validated
-from governance.core.errors import NotFound, ValidationFailed
+from governance.core.errors import DomainError, NotFound, ValidationFailed
 from governance.core.pagination import NewestFirstCursorPagination, PagePagination
 from governance.registry import selectors as registry_selectors
 from governance.registry.models import RiskTier
@@ -23,20 +36,39 @@ from governance.registry.models import RiskTier
 # --- policies ---------------------------------------------------------------------------------
 
 
+class ProposalOut(serializers.Serializer):
+    number = serializers.IntegerField()
+    based_on = serializers.IntegerField(allow_null=True, help_text="The revision the proposal loosens.")
+    loosens = serializers.ListField(child=serializers.CharField(), help_text="Why these rules are looser.")
+    proposed_by = serializers.CharField(source="created_by.username", default=None)
+    proposed_at = serializers.DateTimeField(source="created_at")
+    comment = serializers.CharField()
+
+
 class PolicyOut(serializers.ModelSerializer):
     team_name = serializers.CharField(source="team.name", read_only=True, default=None)
     rules = serializers.SerializerMethodField()
+    pending_proposal = serializers.SerializerMethodField(
+        help_text="A looser revision waiting for a second admin (the rules above stay in force until then)."
+    )
 
     class Meta:
         model = Policy
         fields = [
-            "id", "name", "description", "team", "team_name", "risk_tier", "revision", "rules", "created_at",
-            "updated_at",
+            "id", "name", "description", "team", "team_name", "risk_tier", "revision", "rules", "pending_proposal",
+            "created_at", "updated_at",
         ]  # fmt: skip
 
     def get_rules(self, obj) -> dict:
         rules = getattr(obj, "current_rules", None)  # annotated by selectors.policy_list
         return rules if rules is not None else selectors.policy_revision_current(obj).rules
+
+    @extend_schema_field(ProposalOut(allow_null=True))
+    def get_pending_proposal(self, obj) -> dict | None:
+        if getattr(obj, "has_proposal", True) is False:  # annotated by selectors.policy_list: no query
+            return None
+        proposal = selectors.policy_proposal(obj)
+        return ProposalOut(proposal).data if proposal is not None else None
 
 
 class PolicyIn(serializers.Serializer):
@@ -57,15 +89,75 @@ class PolicyPatchIn(serializers.Serializer):
 
 class PolicyRevisionOut(serializers.Serializer):
     number = serializers.IntegerField()
+    state = serializers.ChoiceField(
+        choices=RevisionState.choices,
+        help_text="adopted (took effect), proposed (a loosening waiting for a second admin) or rejected.",
+    )
     rules = serializers.JSONField()
     comment = serializers.CharField()
+    loosens = serializers.ListField(child=serializers.CharField(), help_text="Why it loosens the rules before it.")
+    based_on = serializers.IntegerField(allow_null=True)
     created_by = serializers.CharField(source="created_by.username", default=None)
     created_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_comment = serializers.CharField()
+
+
+class ProposalDecisionIn(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
 
 
 class PolicyAssignIn(serializers.Serializer):
     model = serializers.IntegerField()
     policy = serializers.IntegerField(allow_null=True, help_text="null: back to the risk tier's default policy.")
+
+
+def _revision_ref(revision) -> dict | None:
+    if revision is None:
+        return None
+    return {"policy": revision.policy_id, "policy_name": revision.policy.name, "revision": revision.number}
+
+
+class AssignmentOut(serializers.ModelSerializer):
+    model_name = serializers.CharField(source="model.name")
+    policy_name = serializers.CharField(source="policy.name", default=None, help_text="null: the tier's default.")
+    target = serializers.SerializerMethodField(help_text="The policy revision that governs once it takes effect.")
+    based_on = serializers.SerializerMethodField(help_text="The policy revision that governed when it was made.")
+    proposed_by = serializers.CharField(source="proposed_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None)
+
+    class Meta:
+        model = PolicyAssignment
+        fields = [
+            "id", "model", "model_name", "policy", "policy_name", "state", "loosens", "target", "based_on",
+            "proposed_by", "proposed_at", "decided_by", "decided_at", "decision_comment",
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_target(self, obj) -> dict | None:
+        return _revision_ref(obj.target)
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_based_on(self, obj) -> dict | None:
+        return _revision_ref(obj.based_on)
+
+
+class PolicyAssignedOut(serializers.Serializer):
+    model = serializers.IntegerField()
+    policy = serializers.IntegerField(allow_null=True, help_text="The policy governing the model now.")
+    pending_assignment = AssignmentOut(
+        allow_null=True, help_text="A looser choice waiting for a second admin (the policy above governs until then)."
+    )
+
+
+class AssignmentFilter(filters.FilterSet):
+    model = filters.NumberFilter(field_name="model_id")
+    state = filters.ChoiceFilter(choices=RevisionState.choices)
+
+    class Meta:
+        model = PolicyAssignment
+        fields = ["model", "state"]
 
 
 @extend_schema_view(
@@ -94,28 +186,75 @@ class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         summary="Edit a policy (changed rules become a new revision)",
+        description="Rules that tighten the policy (or change nothing a version must pass) take effect at once: "
+        "200. Rules that loosen it (fewer approvals, a role slot or gate removed, a threshold relaxed, an "
+        "environment newly covered, a longer expiry, a checklist item opened to tokens...) are stored as a "
+        "*proposed* revision and answered 202 with `pending_proposal` listing why; the policy keeps its current "
+        "revision until a second admin of the team (or a site administrator) approves the proposal at "
+        "`POST /api/v1/policies/{id}/revisions/{number}/approve/`. 409 `proposal_pending` while a proposal waits.",
         request=PolicyPatchIn,
-        responses={200: PolicyOut, **errors(400, 403, 404, 409)},
+        responses={200: PolicyOut, 202: PolicyOut, **errors(400, 403, 404, 409)},
     )
     def partial_update(self, request, pk=None):
         data = validated(PolicyPatchIn, request.data)
-        policy = services.policy_update(actor=request.user, policy=self.get_object(), **data)
-        return Response(PolicyOut(policy).data)
+        target = self.get_object()
+        waiting = selectors.policy_proposal(target)
+        policy = services.policy_update(actor=request.user, policy=target, **data)
+        proposal = selectors.policy_proposal(policy)
+        proposed = proposal is not None and (waiting is None or waiting.pk != proposal.pk)
+        return Response(PolicyOut(policy).data, status=status.HTTP_202_ACCEPTED if proposed else status.HTTP_200_OK)
 
     @extend_schema(summary="Every revision of the policy, newest first", responses={200: PolicyRevisionOut(many=True)})
     @action(detail=True, methods=["get"])
     def revisions(self, request, pk=None):
-        revisions = self.get_object().revisions.select_related("created_by").order_by("-number")
+        revisions = self.get_object().revisions.select_related("created_by", "decided_by").order_by("-number")
         page = self.paginate_queryset(revisions)
         return self.get_paginated_response(PolicyRevisionOut(page, many=True).data)
 
+    def _proposal(self, number: str):
+        revision = self.get_object().revisions.select_related("policy", "policy__team").filter(number=number).first()
+        if revision is None:
+            raise NotFound("This policy has no such revision.", code="revision_not_found")
+        return revision
+
+    @extend_schema(
+        summary="Approve a proposed loosening of the policy (a second admin)",
+        description="The proposed revision becomes the policy's current one. Only an admin of the policy's team "
+        "(a site administrator for site-wide policies), in person: 403 `separation_of_duties` for the proposer, "
+        "403 `decision_requires_person` for API tokens, 409 `proposal_closed` when it is not proposed any more, "
+        "409 `proposal_stale` when the policy moved on since. Refusals are audited as `policy.revision.refused`.",
+        request=ProposalDecisionIn,
+        responses={200: PolicyRevisionOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path=r"revisions/(?P<number>\d+)/approve", url_name="revision-approve")
+    def approve_revision(self, request, pk=None, number=None):
+        data = validated(ProposalDecisionIn, request.data)
+        revision = services.policy_revision_approve(actor=request.user, revision=self._proposal(number), **data)
+        return Response(PolicyRevisionOut(revision).data)
+
+    @extend_schema(
+        summary="Reject a proposed loosening of the policy (any admin who may approve it, or its proposer)",
+        request=ProposalDecisionIn,
+        responses={200: PolicyRevisionOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path=r"revisions/(?P<number>\d+)/reject", url_name="revision-reject")
+    def reject_revision(self, request, pk=None, number=None):
+        data = validated(ProposalDecisionIn, request.data)
+        revision = services.policy_revision_reject(actor=request.user, revision=self._proposal(number), **data)
+        return Response(PolicyRevisionOut(revision).data)
+
     @extend_schema(
         summary="Give a model its own policy, or send it back to its tier's default",
+        description="A choice whose rules are looser than the ones governing the model now (fewer approvals, a "
+        "gate removed, a threshold relaxed, an environment newly covered...; a model no policy governs approves "
+        "nothing) takes effect only once a second admin of the team (or a site administrator) approves it: it is "
+        "answered 202 with `pending_assignment` listing why, and the model keeps its policy until then "
+        "(`POST /api/v1/policies/assignments/{id}/approve/`). Its proposer never requests nor decides a review "
+        "judged under it. A tightening or equal choice, or a site administrator's, takes effect at once: 200. "
+        "409 `proposal_pending` while a proposal for the model waits.",
         request=PolicyAssignIn,
-        responses={200: inline_serializer("PolicyAssigned", {"model": serializers.IntegerField(),
-                                                            "policy": serializers.IntegerField()}),
-                   **errors(400, 403, 404)},
-    )  # fmt: skip
+        responses={200: PolicyAssignedOut, 202: PolicyAssignedOut, **errors(400, 403, 404, 409)},
+    )
     @action(detail=False, methods=["post"])
     def assign(self, request):
         data = validated(PolicyAssignIn, request.data)
@@ -127,8 +266,67 @@ class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
             policy = self.get_queryset().filter(pk=data["policy"]).first()
             if policy is None:
                 raise NotFound("No such policy, or you cannot see it.", code="policy_not_found")
-        services.policy_assign(actor=request.user, policy=policy, model=model)
-        return Response({"model": model.pk, "policy": selectors.policy_for_model(model).pk})
+        change = services.policy_assign(actor=request.user, policy=policy, model=model)
+        proposed = change is not None and change.is_proposed
+        try:
+            governing = selectors.policy_for_model(model).pk
+        except DomainError:  # back to a tier that has no default policy: none governs
+            governing = None
+        body = {"model": model.pk, "policy": governing,
+                "pending_assignment": AssignmentOut(change).data if proposed else None}  # fmt: skip
+        return Response(body, status=status.HTTP_202_ACCEPTED if proposed else status.HTTP_200_OK)
+
+    @extend_schema(
+        summary="Changes of your models' policies, newest first (filter state=proposed for those waiting)",
+        parameters=[
+            OpenApiParameter("model", int, required=False),
+            OpenApiParameter("state", str, required=False, enum=list(RevisionState.values)),
+        ],
+        responses={200: AssignmentOut(many=True)},
+    )
+    @action(detail=False, methods=["get"], url_path="assignments", url_name="assignments")
+    def assignments(self, request):
+        queryset = AssignmentFilter(request.query_params, queryset=selectors.assignment_list(user=request.user)).qs
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(AssignmentOut(page, many=True).data)
+
+    def _assignment(self, assignment_id: str) -> PolicyAssignment:
+        found = selectors.assignment_list(user=self.request.user).filter(pk=assignment_id).first()
+        if found is None:
+            raise NotFound("No such change of a model's policy, or you cannot see it.", code="assignment_not_found")
+        return found
+
+    @extend_schema(
+        summary="Approve a proposed, looser choice of a model's policy (a second admin)",
+        description="The model is governed by the chosen policy from now on. Only an admin of the model's team or a "
+        "site administrator, in person: 403 `separation_of_duties` for the proposer, 403 `decision_requires_person` "
+        "for API tokens, 409 `proposal_closed` when it is not proposed any more, 409 `proposal_stale` when the "
+        "model's policy or the rules changed since. Refusals are audited as `policy.assign.refused`.",
+        request=ProposalDecisionIn,
+        responses={200: AssignmentOut, **errors(400, 403, 404, 409)},
+    )
+    @action(
+        detail=False, methods=["post"], url_path=r"assignments/(?P<assignment>\d+)/approve",
+        url_name="assignment-approve",
+    )  # fmt: skip
+    def approve_assignment(self, request, assignment=None):
+        data = validated(ProposalDecisionIn, request.data)
+        change = services.policy_assignment_approve(actor=request.user, assignment=self._assignment(assignment), **data)
+        return Response(AssignmentOut(change).data)
+
+    @extend_schema(
+        summary="Reject a proposed choice of a model's policy (any admin who may approve it, or its proposer)",
+        request=ProposalDecisionIn,
+        responses={200: AssignmentOut, **errors(400, 403, 404, 409)},
+    )
+    @action(
+        detail=False, methods=["post"], url_path=r"assignments/(?P<assignment>\d+)/reject",
+        url_name="assignment-reject",
+    )  # fmt: skip
+    def reject_assignment(self, request, assignment=None):
+        data = validated(ProposalDecisionIn, request.data)
+        change = services.policy_assignment_reject(actor=request.user, assignment=self._assignment(assignment), **data)
+        return Response(AssignmentOut(change).data)
 
 
 # --- review requests --------------------------------------------------------------------------
@@ -328,6 +526,12 @@ class ChecklistIn(serializers.Serializer):
 class ChecklistView(APIView):
     @extend_schema(
         summary="Tick (or untick) a manual checklist item of the version's policy",
+        description="A tick is an attestation, separated from the work like a review decision: a reviewer, "
+        "approver, author or admin of the owning team may tick, except the version's author and the requester "
+        "of its open review (403 `separation_of_duties`). An API token may tick only an item whose policy names "
+        'that automation (`"automation": true` for any token with the transition scope, or a list of token '
+        "names); otherwise 403 `checklist_requires_person`. The tick records the token. Every refusal is "
+        "audited as `checklist.tick.refused`. The gate panel of the version page says who may tick each item.",
         request=ChecklistIn,
         responses={200: inline_serializer("ChecklistTicked", {"item": serializers.CharField(),
                                                              "ticked": serializers.BooleanField()}),

@@ -7,6 +7,7 @@ import json
 from django import forms
 
 from governance.approvals.models import DecisionKind
+from governance.core import jsoninput
 from governance.core.errors import DomainError, ValidationFailed
 from governance.registry.models import RiskTier
 
@@ -34,6 +35,10 @@ class DecisionForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Why? Required to reject or to request changes."}),
     )
+
+
+class ProposalDecisionForm(forms.Form):
+    comment = forms.CharField(max_length=300, required=False)
 
 
 class WithdrawForm(forms.Form):
@@ -117,7 +122,9 @@ class PolicyForm(forms.Form):
     def clean_rules(self):
         raw = self.cleaned_data["rules"].strip()
         try:
-            value = json.loads(raw)
+            value = jsoninput.loads(raw)
+        except jsoninput.UnusableJSON as exc:
+            raise forms.ValidationError(f"The rules: {exc.problem.message}", code=exc.problem.code) from None
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(
                 f"The rules must be valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})."

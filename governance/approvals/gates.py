@@ -4,6 +4,10 @@
 line per gate and per quorum rule, each passed / failed / missing. Evidence that does not
 exist yet is "missing", never "passed". The verdict is ``fail`` when any line failed,
 ``pending`` when something is missing, and ``pass`` only when every line passed.
+
+Whatever the policy says, the version's own state can forbid serving it: a rejected,
+deprecated or retired version, or one whose stored artifact bytes failed their last integrity
+check. Each such reason is a failed line of its own, first among the gates.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 from governance.approvals import rules as R
 from governance.approvals.models import DecisionKind, RequestStatus
+from governance.registry.artifacts import PROBLEMS as ARTIFACT_PROBLEMS
+from governance.registry.models import NEVER_SERVED_STAGES, Stage
 
 PASSED, FAILED, MISSING = "passed", "failed", "missing"
 
@@ -72,7 +78,8 @@ class Inputs:
 
 def evaluate(inputs: Inputs) -> Verdict:
     env = inputs.environment
-    gates = [_gate_line(g, inputs) for g in inputs.rules.gates_for(env)] if env in inputs.rules.environments else []
+    gates = _version_lines(inputs)
+    gates += [_gate_line(g, inputs) for g in inputs.rules.gates_for(env)] if env in inputs.rules.environments else []
     quorum = _quorum_lines(inputs)
     lines = gates + quorum
     if any(line.status == FAILED for line in lines):
@@ -100,6 +107,38 @@ def evaluate(inputs: Inputs) -> Verdict:
         quorum=quorum,
         checked_at=inputs.now,
     )
+
+
+# --- the version's own state -----------------------------------------------------------------
+
+STAGE_LINE, INTEGRITY_LINE = "stage", "artifact_integrity"
+
+_NEVER_SERVED = {
+    Stage.REJECTED: "its review rejected it",
+    Stage.DEPRECATED: "it was deprecated",
+    Stage.RETIRED: "it was retired",
+}
+assert set(_NEVER_SERVED) == NEVER_SERVED_STAGES
+
+
+def _version_lines(inputs: Inputs) -> list[Line]:
+    """Failed lines for what forbids serving the version whatever its approvals say; none when nothing does."""
+    version, lines = inputs.version, []
+    if version.stage in NEVER_SERVED_STAGES:
+        lines.append(
+            Line(STAGE_LINE, f"Version {version.number} may be served", FAILED,
+                 f"Version {version.number} is {Stage(version.stage).label.lower()}: {_NEVER_SERVED[version.stage]}, "
+                 "and such a version is never served again.")
+        )  # fmt: skip
+    if version.integrity_ok is False:
+        problem = ARTIFACT_PROBLEMS.get(version.integrity_problem, "The stored artifact failed its integrity check.")
+        when = f" (checked {version.integrity_checked_at:%Y-%m-%d %H:%M} UTC)" if version.integrity_checked_at else ""
+        lines.append(
+            Line(INTEGRITY_LINE, "Stored artifact matches its sha256", FAILED,
+                 f"{problem}{when} [{version.integrity_problem or 'integrity_check_failed'}] Restore the artifact's "
+                 "bytes, or register a new version.")
+        )  # fmt: skip
+    return lines
 
 
 # --- gates ------------------------------------------------------------------------------------
@@ -249,10 +288,30 @@ def _checklist(gate: R.ChecklistGate, inputs: Inputs) -> Line:
     if tick is None:
         return Line(gate.kind, gate.text, MISSING, "Not ticked yet.", link, item=gate.item)
     who = tick.ticked_by.get_username() if tick.ticked_by else "a deleted user"
+    conflict = _tick_conflict(tick, inputs)
+    if conflict:
+        return Line(
+            gate.kind, gate.text, MISSING, f"Ticked by {who}, who {conflict}: needs someone else.", link,
+            item=gate.item,
+        )  # fmt: skip
     note = f": {tick.note}" if tick.note else ""
     return Line(
         gate.kind, gate.text, PASSED, f"Ticked by {who} on {tick.ticked_at:%Y-%m-%d}{note}", link, item=gate.item
     )
+
+
+def _tick_conflict(tick, inputs: Inputs) -> str:
+    """Why the tick does not count, or "". The separation of duties the service applies when ticking
+    (``selectors.checklist_refusal``), applied again to ticks made before it applied: someone who
+    ticked and then requested the review (or registered the version) does not attest it."""
+    by = tick.ticked_by_id
+    if by is None:
+        return ""
+    if by == inputs.version.created_by_id:
+        return "registered this version"
+    if inputs.request is not None and by == inputs.request.requested_by_id:
+        return "requested this review"
+    return ""
 
 
 _GATES = {

@@ -65,10 +65,21 @@ class Policy(models.Model):
         return self.team_id
 
 
-class PolicyRevision(models.Model):
-    """One immutable state of a policy's rules; requests bind to the revision they were opened under."""
+class RevisionState(models.TextChoices):
+    ADOPTED = "adopted", "Adopted"
+    PROPOSED = "proposed", "Proposed"
+    REJECTED = "rejected", "Rejected"
 
-    AUDIT_FIELDS = ["id", "policy", "number", "rules", "comment"]
+
+class PolicyRevision(models.Model):
+    """One immutable state of a policy's rules; requests bind to the revision they were opened under.
+
+    A revision that loosens the rules is stored *proposed* and takes effect (the policy's
+    ``revision`` moves to it) only once a second admin approves it; ``loosens`` keeps the reasons,
+    and its proposer (``created_by``) neither requests nor decides a review judged under it.
+    """
+
+    AUDIT_FIELDS = ["id", "policy", "number", "rules", "comment", "state", "loosens", "decided_by", "decision_comment"]
 
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="revisions")
     number = models.PositiveIntegerField()
@@ -76,13 +87,35 @@ class PolicyRevision(models.Model):
     comment = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=RevisionState.choices, default=RevisionState.ADOPTED)
+    loosens = models.JSONField(default=list, blank=True, help_text="Why these rules are looser than the ones before.")
+    based_on = models.PositiveIntegerField(null=True, blank=True, help_text="The revision a proposal was made against.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The second admin who approved or rejected a proposed loosening.",
+    )  # fmt: skip
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["policy_id", "-number"]
-        constraints = [models.UniqueConstraint(fields=["policy", "number"], name="policy_revision_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="policy_revision_unique"),
+            models.UniqueConstraint(
+                fields=["policy"], condition=models.Q(state="proposed"), name="one_proposed_revision_per_policy"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.policy.name} r{self.number}"
+
+    @property
+    def is_loosening(self) -> bool:
+        return bool(self.loosens)
+
+    @property
+    def is_proposed(self) -> bool:
+        return self.state == RevisionState.PROPOSED
 
     @property
     def audit_team_id(self):
@@ -99,6 +132,75 @@ class ModelPolicy(models.Model):
 
     def __str__(self):
         return f"{self.model} → {self.policy}"
+
+
+class PolicyAssignment(models.Model):
+    """One change of the policy that governs a model: a policy of its own, or (``policy`` empty) a
+    return to its risk tier's default.
+
+    A change whose rules are looser than the ones governing the model (``rules.loosens`` between
+    ``based_on`` and ``target``) is stored *proposed* and takes effect (``ModelPolicy``) only once a
+    second admin of the team (or a site administrator) approves it; any other change takes effect
+    at once and is stored adopted. The latest adopted change is the one governing the model: when
+    it loosened the rules, its proposer neither requests nor decides a review judged under it.
+    """
+
+    AUDIT_FIELDS = [
+        "id", "model", "policy", "target", "based_on", "state", "loosens", "proposed_by", "decided_by",
+        "decision_comment",
+    ]  # fmt: skip
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="policy_assignments")
+    policy = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="assignment_changes",
+        help_text="The policy given to the model; empty: back to the default of its risk tier.",
+    )  # fmt: skip
+    target = models.ForeignKey(
+        PolicyRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The revision that governs the model once the change takes effect (none: no policy would).",
+    )  # fmt: skip
+    based_on = models.ForeignKey(
+        PolicyRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The revision that governed the model when the change was made (none: no policy did).",
+    )  # fmt: skip
+    state = models.CharField(max_length=16, choices=RevisionState.choices, default=RevisionState.ADOPTED)
+    loosens = models.JSONField(default=list, blank=True, help_text="Why the new rules are looser than the ones before.")
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who made it take effect (the proposer when it took effect at once) or rejected it.",
+    )  # fmt: skip
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model"], condition=models.Q(state="proposed"), name="one_proposed_assignment_per_model"
+            ),
+        ]
+        indexes = [models.Index(fields=["model", "state", "-decided_at"], name="assignment_model_state_idx")]
+
+    def __str__(self):
+        return f"{self.model} → {self.policy or 'tier default'} ({self.state})"
+
+    @property
+    def is_loosening(self) -> bool:
+        return bool(self.loosens)
+
+    @property
+    def is_proposed(self) -> bool:
+        return self.state == RevisionState.PROPOSED
+
+    @property
+    def audit_team_id(self):
+        return self.model.team_id
+
+    def describe(self) -> str:
+        """What the change does, in words: "the policy 'X'" or "the default of its risk tier"."""
+        return f"the policy '{self.policy.name}'" if self.policy_id else "the default policy of its risk tier"
 
 
 class RequestStatus(models.TextChoices):
@@ -134,6 +236,10 @@ class ApprovalRequest(models.Model):
     wants_other_team_approver = models.BooleanField(default=False)
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    assignment = models.ForeignKey(
+        PolicyAssignment, null=True, blank=True, on_delete=models.PROTECT, related_name="requests",
+        help_text="The change of the model's policy that chose this request's policy, when one is recorded.",
+    )  # fmt: skip
     requested_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
@@ -210,13 +316,19 @@ class Decision(models.Model):
 
 
 class ChecklistTick(models.Model):
-    """Someone attests a manual checklist item of the policy for a version."""
+    """Someone attests a manual checklist item of the policy for a version (through an API token
+    only where the item names that automation; the token is then recorded)."""
 
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="checklist_ticks")
     item = models.CharField(max_length=64)
     note = models.CharField(max_length=500, blank=True)
     ticked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     ticked_at = models.DateTimeField(auto_now=True)
+    token = models.ForeignKey(
+        "accounts.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The API token the tick came through (an automation the policy allows); empty for a person.",
+    )  # fmt: skip
+    token_name = models.CharField(max_length=100, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "item"], name="one_tick_per_item")]

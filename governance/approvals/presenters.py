@@ -24,8 +24,8 @@ from governance.registry.models import ModelVersion, Stage
 
 ENVIRONMENT_LABELS = {"staging": "Staging", "production": "Production"}
 EVALUATION_LABELS = {k: k.replace("_", " ") for k in R.EVALUATION_KINDS}
-# The roles the checklist service accepts; the buttons are shown to them only (the service re-checks).
-CHECKLIST_ROLES = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
+# The roles the checklist service accepts (one set, in the selectors).
+CHECKLIST_ROLES = selectors.CHECKLIST_ROLES
 
 
 def environment_label(environment: str) -> str:
@@ -97,7 +97,12 @@ def gate_sentence(gate) -> str:
     if kind == "rollback_target":
         return "An earlier version, approved and served before, is there to roll back to."
     if kind == "checklist":
-        return f"Checklist: {gate.text}"
+        names = gate.automation_names()
+        tokens = (
+            " An API token with the transition scope may tick it." if names is None
+            else f" An API token named {', '.join(sorted(names))} may tick it." if names else ""
+        )  # fmt: skip
+        return f"Checklist: {gate.text}{tokens}"
     return kind
 
 
@@ -135,7 +140,7 @@ def rules_json(document: dict) -> str:
 
 
 def policy_revisions(policy, *, limit: int) -> list:
-    return list(policy.revisions.select_related("created_by").order_by("-number")[:limit])
+    return list(policy.revisions.select_related("created_by", "decided_by").order_by("-number")[:limit])
 
 
 def open_request_count(policy) -> int:
@@ -211,6 +216,29 @@ def decision_right(user, request: ApprovalRequest, decisions: list[Decision]) ->
     return DecisionRight(True) if refusal is None else DecisionRight(False, refusal.detail)
 
 
+def proposal_right(user, proposal) -> dict[str, DecisionRight]:
+    """Whether to offer Approve and Reject on a proposed loosening, and if not, why."""
+    rights = {}
+    for name, approve in (("approve", True), ("reject", False)):
+        refusal = selectors.proposal_refusal(user, proposal, approve=approve)
+        rights[name] = DecisionRight(True) if refusal is None else DecisionRight(False, refusal.detail)
+    return rights
+
+
+def assignment_right(user, assignment) -> dict[str, DecisionRight]:
+    """Whether to offer Approve and Reject on a proposed choice of a model's policy, and if not, why."""
+    rights = {}
+    for name, approve in (("approve", True), ("reject", False)):
+        refusal = selectors.assignment_refusal(user, assignment, approve=approve)
+        rights[name] = DecisionRight(True) if refusal is None else DecisionRight(False, refusal.detail)
+    return rights
+
+
+def assignment_proposals(user, assignments) -> list[dict[str, Any]]:
+    """Proposed choices of models' policies with what the user may do about each (the policy page)."""
+    return [{"assignment": a, "right": assignment_right(user, a)} for a in assignments]
+
+
 def decision_rows(request: ApprovalRequest, decisions: list[Decision]) -> list[dict[str, Any]]:
     return [
         {
@@ -282,11 +310,16 @@ def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> l
     tick buttons. A model whose risk tier has no policy gets a panel that says so."""
     from governance.core.errors import DomainError
 
-    may_tick = has_any_role(user, version.model.team_id, CHECKLIST_ROLES) and version.stage != Stage.RETIRED
     try:
         loaded = selectors.gate_inputs_for(version=version, environments=environments)
     except DomainError:  # no policy for the tier: say so per environment (one may still have a review)
         loaded = {}
+    open_request = version.approval_requests.filter(status=RequestStatus.OPEN).only("id", "requested_by").first()
+    # the same rule as the service; a person in the browser acts without a token, so one answer for every item
+    refusal = selectors.checklist_refusal(user, version, open_request=open_request)
+    may_tick = refusal is None and version.stage != Stage.RETIRED
+    # the reason is worth a sentence only to people who hold a ticking role
+    tick_refusal = refusal.detail if refusal is not None and refusal.code == "separation_of_duties" else ""
     panels = []
     for env in environments:
         try:
@@ -295,7 +328,14 @@ def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> l
             panels.append({"environment": env, "label": environment_label(env), "error": exc.detail})
             continue
         verdict = gates.evaluate(inputs)
-        lines = [{"line": line, "item": line.item, "ticked": line.item in inputs.ticks} for line in verdict.gates]
+        items = {g.item: g for g in inputs.rules.checklist()}
+        lines = [
+            # a tick that does not count (its ticker requested the review) offers "Tick" to someone else
+            {"line": line, "item": line.item, "ticked": line.item in inputs.ticks and line.status == gates.PASSED,
+             "who": selectors.checklist_tickers(items[line.item]) if line.item in items else "",
+             "token": getattr(inputs.ticks.get(line.item), "token_name", "")}
+            for line in verdict.gates
+        ]  # fmt: skip
         lines += [{"line": line, "item": "", "ticked": False} for line in verdict.quorum]
         panels.append(
             {
@@ -312,6 +352,7 @@ def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> l
                 "revision": inputs.revision,
                 "request": inputs.request,
                 "may_tick": may_tick,
+                "tick_refusal": tick_refusal,
             }
         )
     return panels

@@ -103,10 +103,30 @@ class RollbackTargetGate(_Gate):
     kind: Literal["rollback_target"]
 
 
+TokenName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 class ChecklistGate(_Gate):
     kind: Literal["checklist"]
     item: Slug
     text: Annotated[str, Field(min_length=3, max_length=300)]
+    automation: bool | Annotated[list[TokenName], Field(min_length=1, max_length=10)] = Field(
+        default=False,
+        description="Whether an API token may tick the item: false (people only, the default), true (any token "
+        "with the transition scope) or a list of token names (only those). The tick records the token.",
+    )
+
+    def allows_token(self, name: str) -> bool:
+        """Whether an API token of this name may tick the item."""
+        if isinstance(self.automation, bool):
+            return self.automation
+        return name in self.automation
+
+    def automation_names(self) -> frozenset[str] | None:
+        """The token names that may tick; ``None`` for any token, empty for none."""
+        if self.automation is True:
+            return None
+        return frozenset() if self.automation is False else frozenset(self.automation)
 
 
 Gate = Annotated[
@@ -125,6 +145,48 @@ GATE_KINDS = (
     "card_completeness", "metric", "evaluation", "fairness", "latency", "gpu_memory", "preprocessing_fingerprint",
     "rollback_target", "checklist",
 )  # fmt: skip
+
+
+# Gates nothing in Charter feeds yet: no run records latency or peak GPU memory, and there is no
+# benchmark evaluation kind to run. A policy naming one would leave that gate missing on every
+# version and block every review, so rules saved as a new revision (created, changed or proposed)
+# are refused (``refuse_unfed``). The one list, keyed ``kind`` or ``evaluation: <kind>``: issue 15
+# (registered GPU hosts and hardware benchmarks) removes an entry when what feeds it lands. A
+# revision stored before still parses (its gate shows as missing): nothing stored becomes unreadable.
+UNFED_GATES = {
+    "latency": "no benchmark records p95 latency per host class yet",
+    "gpu_memory": "no benchmark records peak GPU memory yet",
+    "evaluation: benchmark": "there is no benchmark evaluation to run yet",
+}
+_FED_LATER = "registered GPU hosts and their hardware benchmarks (issue 15) will feed it"
+
+
+def _unfed_key(gate) -> str:
+    return f"{gate.kind}: {gate.evaluation}" if isinstance(gate, EvaluationGate) else gate.kind
+
+
+def refuse_unfed(rules: Rules) -> None:
+    """Refuse rules about to be stored as a new revision that name a gate (or an automatic
+    evaluation) nothing can feed yet: a 400 ``gate_not_fed`` naming each one."""
+    found = [
+        (f"rules.gates.{i}", f"the '{_unfed_key(g)}' gate", UNFED_GATES[_unfed_key(g)])
+        for i, g in enumerate(rules.gates)
+        if _unfed_key(g) in UNFED_GATES
+    ] + [
+        (f"rules.auto_evaluations.{i}", f"the automatic '{k}' evaluation", UNFED_GATES[f"evaluation: {k}"])
+        for i, k in enumerate(rules.auto_evaluations)
+        if f"evaluation: {k}" in UNFED_GATES
+    ]
+    if not found:
+        return
+    path, what, why = found[0]
+    more = f" (and {len(found) - 1} more like it)" if len(found) > 1 else ""
+    raise ValidationFailed(
+        f"The policy names {what} ({path.removeprefix('rules.')}){more}, which nothing can feed yet: {why}, so "
+        f"every review under the policy would wait forever. Remove it for now; {_FED_LATER}.",
+        code="gate_not_fed",
+        fields={p: f"Nothing can feed {w} yet: {y}; {_FED_LATER}." for p, w, y in found},
+    )
 
 
 class RoleRequirement(_Strict):
@@ -215,6 +277,137 @@ def parse(document: Any) -> Rules:
 
 def dump(rules: Rules) -> dict:
     return rules.model_dump(mode="json", exclude_none=False)
+
+
+# --- loosening ----------------------------------------------------------------------------------
+
+
+def loosens(old_rules: Rules | dict, new_rules: Rules | dict) -> list[str]:
+    """Why ``new_rules`` lets through something ``old_rules`` did not: one sentence per reason,
+    empty when the change only tightens (or changes nothing a version has to pass).
+
+    A rule that the new rules cannot be shown to keep at least as strictly counts as loosened:
+    an environment the policy newly approves for, fewer approvals, a role slot removed or moved
+    between the owning team and outsiders, a longer or no expiry, a gate removed (or no longer
+    applied to an environment), a threshold relaxed, a checklist item reworded or opened to API
+    tokens. Environments the policy stops covering tighten (nothing is approved there any more).
+    """
+    old = old_rules if isinstance(old_rules, Rules) else parse(old_rules)
+    new = new_rules if isinstance(new_rules, Rules) else parse(new_rules)
+    reasons: list[str] = []
+    for env, quorum in new.environments.items():
+        before = old.environments.get(env)
+        if before is None:
+            reasons.append(f"{env}: the policy now approves versions for {env}, which it did not cover before.")
+            continue
+        reasons += [f"{env}: {reason}" for reason in _quorum_loosened(before, quorum)]
+        for gate in old.gates_for(env):
+            problem = _gate_loosened(gate, [g for g in new.gates_for(env) if _gate_key(g) == _gate_key(gate)])
+            if problem:
+                reasons.append(f"{env}: {problem}")
+    return list(dict.fromkeys(reasons))
+
+
+def _quorum_loosened(old: Quorum, new: Quorum) -> list[str]:
+    reasons = []
+    if new.min_approvals < old.min_approvals:
+        reasons.append(f"approvals needed lowered from {old.min_approvals} to {new.min_approvals}.")
+    slots_old, slots_new = _slots(old), _slots(new)
+    for (role, other_team), count in slots_old.items():
+        kept = slots_new.get((role, other_team), 0)
+        if kept < count:
+            who = f"{role}{' from another team' if other_team else ' of the owning team'}"
+            reasons.append(
+                f"role slot removed: {count} {who} required before, {kept} now."
+                if kept
+                else f"role slot removed: no {who} is required any more (was {count})."
+            )
+    if old.expiry_days is not None and (new.expiry_days is None or new.expiry_days > old.expiry_days):
+        after = "never" if new.expiry_days is None else f"after {new.expiry_days} days"
+        reasons.append(f"approvals expire {after} instead of after {old.expiry_days} days.")
+    return reasons
+
+
+def _slots(quorum: Quorum) -> dict[tuple[str, bool], int]:
+    out: dict[tuple[str, bool], int] = {}
+    for requirement in quorum.roles:
+        key = (requirement.role, requirement.other_team)
+        out[key] = out.get(key, 0) + requirement.count
+    return out
+
+
+def _gate_key(gate) -> tuple:
+    """What a gate checks, whatever its thresholds: a gate is kept when a gate of the same key is."""
+    if isinstance(gate, MetricGate):
+        return (gate.kind, gate.metric)
+    if isinstance(gate, EvaluationGate):
+        return (gate.kind, gate.evaluation)
+    if isinstance(gate, FairnessGate):
+        return (gate.kind, tuple(sorted(gate.features)))
+    if isinstance(gate, LatencyGate):
+        return (gate.kind, gate.host_class)
+    if isinstance(gate, ChecklistGate):
+        return (gate.kind, gate.item)
+    return (gate.kind,)
+
+
+def _gate_name(gate) -> str:
+    key = _gate_key(gate)
+    if isinstance(gate, FairnessGate):
+        return f"fairness gate over {', '.join(key[1])}"
+    if len(key) > 1:
+        return f"{gate.kind.replace('_', ' ')} gate '{key[1]}'"
+    return f"{gate.kind.replace('_', ' ')} gate"
+
+
+def _gate_loosened(old, candidates: list) -> str:
+    """Why none of ``candidates`` (the new gates of the same key on the same environment) is at
+    least as strict as ``old``; empty when one is."""
+    name = _gate_name(old)
+    if not candidates:
+        return f"the {name} was removed."
+    problems = [_relaxed(old, new) for new in candidates]
+    if any(not p for p in problems):
+        return ""
+    return f"the {name} was relaxed: {problems[0]}"
+
+
+def _lower_bound_relaxed(label: str, old: float | None, new: float | None) -> str:
+    if old is None or (new is not None and new >= old):
+        return ""
+    return f"{label} lowered from {old:g} to {new:g}." if new is not None else f"{label} of {old:g} dropped."
+
+
+def _upper_bound_relaxed(label: str, old: float | None, new: float | None) -> str:
+    if old is None or (new is not None and new <= old):
+        return ""
+    return f"{label} raised from {old:g} to {new:g}." if new is not None else f"{label} of {old:g} dropped."
+
+
+def _relaxed(old, new) -> str:
+    """How ``new`` (same kind and key as ``old``) is less strict; empty when it is at least as strict."""
+    if isinstance(old, CardCompletenessGate):
+        return _lower_bound_relaxed("minimum completeness", old.min, new.min)
+    if isinstance(old, MetricGate):
+        return _lower_bound_relaxed("minimum", old.min, new.min) or _upper_bound_relaxed("maximum", old.max, new.max)
+    if isinstance(old, EvaluationGate):
+        if old.newer_than_artifact and not new.newer_than_artifact:
+            return "an evaluation of an earlier artifact now counts."
+        return ""
+    if isinstance(old, FairnessGate):
+        return _lower_bound_relaxed("demographic-parity ratio minimum", old.dp_ratio_min, new.dp_ratio_min) or (
+            _upper_bound_relaxed("equalized-odds difference maximum", old.eo_diff_max, new.eo_diff_max)
+        )
+    if isinstance(old, LatencyGate):
+        return _upper_bound_relaxed("p95 latency maximum (ms)", old.p95_ms_max, new.p95_ms_max)
+    if isinstance(old, ChecklistGate):
+        if new.text != old.text:
+            return "its text changed, so ticks attest something else."
+        before, after = old.automation_names(), new.automation_names()
+        if (after is None and before is not None) or (after is not None and before is not None and after - before):
+            return "more API tokens may tick it."
+        return ""
+    return ""
 
 
 # The six pre-deployment checks of seeds/000 ("6 Key Things to Check Before Deploying AI Models").

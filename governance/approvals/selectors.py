@@ -12,7 +12,8 @@ import json
 from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, Subquery, When
 from django.utils import timezone
 
-from governance.accounts.permissions import roles_by_team, roles_in, team_ids_visible_to, token_team
+from governance.accounts.models import Role
+from governance.accounts.permissions import can, has_any_role, roles_by_team, roles_in, team_ids_visible_to, token_team
 from governance.approvals import evidence, gates
 from governance.approvals import rules as R
 from governance.approvals.models import (
@@ -21,8 +22,10 @@ from governance.approvals.models import (
     Decision,
     ModelPolicy,
     Policy,
+    PolicyAssignment,
     PolicyRevision,
     RequestStatus,
+    RevisionState,
 )
 from governance.core.errors import Conflict, DomainError, NotPermitted
 from governance.evaluations.models import ACTIVE as EVALUATION_ACTIVE
@@ -64,6 +67,12 @@ def decision_refusal(user, request: ApprovalRequest, decisions: list | None = No
             "who requested the review never do.",
             code="separation_of_duties",
         )
+    revision = request.policy_revision
+    if revision.is_loosening and user.pk is not None and user.pk == revision.created_by_id:
+        return _loosening_proposer(revision, "decide on this review")
+    assignment = request.assignment if request.assignment_id is not None else None
+    if _proposed_loosening(user, assignment):
+        return _assignment_proposer(assignment, version.model, "decide on this review")
     inside, outside = decision_roles(user, version.model.team_id)
     wanted = wanted_from_outside(request)
     if not inside and not (outside & wanted):
@@ -89,6 +98,202 @@ def decision_refusal(user, request: ApprovalRequest, decisions: list | None = No
     return None
 
 
+def _loosening_proposer(revision: PolicyRevision, what: str) -> NotPermitted:
+    return NotPermitted(
+        f"Separation of duties: you proposed revision {revision.number} of the policy "
+        f"'{revision.policy.name}', which loosened its rules, so you cannot {what} judged under it.",
+        code="separation_of_duties",
+    )
+
+
+def request_refusal(
+    user, revision: PolicyRevision, *, assignment: PolicyAssignment | None = None, model: RegisteredModel | None = None
+) -> DomainError | None:
+    """Why this person may not open a review judged under ``revision`` (the policy's current one)
+    and the ``assignment`` that chose that policy for the ``model``, beyond the roles the service
+    checks: the proposer of a loosening (of the policy, or of the model's choice of it) never does."""
+    if revision.is_loosening and user.pk is not None and user.pk == revision.created_by_id:
+        return _loosening_proposer(revision, "request a review")
+    if _proposed_loosening(user, assignment):
+        return _assignment_proposer(assignment, model or assignment.model, "request a review")
+    return None
+
+
+def _proposed_loosening(user, assignment: PolicyAssignment | None) -> bool:
+    return (
+        assignment is not None and assignment.is_loosening and user.pk is not None
+        and user.pk == assignment.proposed_by_id
+    )  # fmt: skip
+
+
+def _assignment_proposer(assignment: PolicyAssignment, model: RegisteredModel, what: str) -> NotPermitted:
+    return NotPermitted(
+        f"Separation of duties: you gave {model.name} {assignment.describe()}, which loosened the rules its "
+        f"versions are reviewed under, so you cannot {what} judged under it.",
+        code="separation_of_duties",
+    )
+
+
+# --- who may tick a checklist item ------------------------------------------------------------
+
+# The roles that may tick at all; the version's author and the open review's requester never do.
+CHECKLIST_ROLES = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
+
+
+def checklist_refusal(
+    user, version: ModelVersion, *, open_request: ApprovalRequest | None, item: R.ChecklistGate | None = None
+) -> DomainError | None:
+    """Why this person (or token) may not tick or untick a checklist item of the version now, or
+    ``None`` when they may. The one statement of the rule: the service raises what this returns,
+    and the gate panel uses it to show the buttons or the reason.
+
+    ``item``: the checklist gate being ticked; ``None`` asks about every item (the page, where a
+    person acts with a session, not a token)."""
+    team_id = version.model.team_id
+    if not has_any_role(user, team_id, CHECKLIST_ROLES):
+        names = ", ".join(sorted(CHECKLIST_ROLES))
+        return NotPermitted(f"You need one of these roles in the owning team to tick a checklist item: {names}.")
+    if user.pk == version.created_by_id or (open_request is not None and user.pk == open_request.requested_by_id):
+        who = "registered this version" if user.pk == version.created_by_id else "requested its open review"
+        return NotPermitted(
+            f"Separation of duties: you {who}, so you cannot tick its checklist; the version's author and the "
+            "person who requested the review never do.",
+            code="separation_of_duties",
+        )
+    token = getattr(user, "_charter_token", None)
+    if token is not None and (item is None or not item.allows_token(token.name)):
+        return NotPermitted(
+            "Checklist items are attested by people in the browser or with a session; an API token may tick "
+            "only an item whose policy names that automation"
+            + (f" (item '{item.item}' names none that matches the token '{token.name}')." if item else "."),
+            code="checklist_requires_person",
+        )
+    return None
+
+
+# --- who may adopt a looser policy ------------------------------------------------------------
+
+
+def proposal_refusal(user, revision: PolicyRevision, *, approve: bool = True) -> DomainError | None:
+    """Why this person may not approve (or reject) the proposed revision now, or ``None``.
+
+    A team policy's proposal is decided by an admin of the team or a site administrator, a
+    site-wide one by a site administrator; never through an API token, and never approved by the
+    person who proposed it (they may withdraw it by rejecting it)."""
+    policy = revision.policy
+    if getattr(user, "_charter_token", None) is not None:
+        return NotPermitted(
+            "A looser policy is approved or rejected by a person in the browser or with a session, never with an "
+            "API token.",
+            code="decision_requires_person",
+        )
+    if policy.team_id is None:
+        if not (user.is_authenticated and user.is_superuser):
+            return NotPermitted("Only site administrators approve or reject changes of site-wide policies.")
+    elif not can(user, "team.manage", policy.team_id):
+        return NotPermitted(f"Only admins of {policy.team} (or site administrators) approve or reject its policies.")
+    if revision.state != RevisionState.PROPOSED:
+        return Conflict(
+            f"Revision {revision.number} of '{policy.name}' is {revision.get_state_display().lower()}, not proposed.",
+            code="proposal_closed",
+        )
+    if approve and user.pk == revision.created_by_id:
+        return NotPermitted(
+            "Separation of duties: you proposed this loosening, so a second admin of the team (or a site "
+            "administrator) must approve it.",
+            code="separation_of_duties",
+        )
+    return None
+
+
+# --- who may adopt a looser choice of a model's policy ---------------------------------------------
+
+
+def assignment_refusal(user, assignment: PolicyAssignment, *, approve: bool = True) -> DomainError | None:
+    """Why this person may not approve (or reject) the proposed change of a model's policy now, or
+    ``None``. Decided by an admin of the model's team or a site administrator, in person (never
+    through an API token), and never approved by the person who proposed it (they may withdraw it
+    by rejecting it)."""
+    model = assignment.model
+    if getattr(user, "_charter_token", None) is not None:
+        return NotPermitted(
+            "A looser policy for a model is approved or rejected by a person in the browser or with a session, "
+            "never with an API token.",
+            code="decision_requires_person",
+        )
+    if not can(user, "team.manage", model.team_id):
+        return NotPermitted(
+            f"Only admins of {model.team} (or site administrators) approve or reject a change of its models' policies."
+        )
+    if assignment.state != RevisionState.PROPOSED:
+        return Conflict(
+            f"This change of {model.name}'s policy is {assignment.get_state_display().lower()}, not proposed.",
+            code="proposal_closed",
+        )
+    if approve and user.pk == assignment.proposed_by_id:
+        return NotPermitted(
+            f"Separation of duties: you proposed giving {model.name} {assignment.describe()}, which loosens its "
+            "rules, so a second admin of the team (or a site administrator) must approve it.",
+            code="separation_of_duties",
+        )
+    return None
+
+
+def assignment_governing(model: RegisteredModel) -> PolicyAssignment | None:
+    """The recorded change that chose the policy governing the model now: its latest adopted one,
+    while it still describes the model's assignment (``None`` for a model assigned before changes
+    were recorded, or never)."""
+    latest = (
+        PolicyAssignment.objects.filter(model_id=model.pk, state=RevisionState.ADOPTED)
+        .select_related("policy")
+        .order_by("-decided_at", "-id")
+        .first()
+    )
+    if latest is None:
+        return None
+    assigned = ModelPolicy.objects.filter(model_id=model.pk).values_list("policy_id", flat=True).first()
+    return latest if latest.policy_id == assigned else None
+
+
+def assignment_proposal(model: RegisteredModel) -> PolicyAssignment | None:
+    """The change of the model's policy waiting for a second admin, if any."""
+    return (
+        PolicyAssignment.objects.select_related("policy", "proposed_by", "target__policy", "model__team")
+        .filter(model_id=model.pk, state=RevisionState.PROPOSED)
+        .first()
+    )
+
+
+def assignment_list(*, user) -> QuerySet[PolicyAssignment]:
+    """Changes of the policies of the models the user can see, newest first."""
+    ids = team_ids_visible_to(user)
+    qs = PolicyAssignment.objects.all() if ids is None else PolicyAssignment.objects.filter(model__team_id__in=ids)
+    return qs.select_related(
+        "model", "model__team", "policy", "target__policy", "based_on__policy", "proposed_by", "decided_by"
+    ).order_by("-id")
+
+
+def assignment_proposals_to(*, user, policy: Policy) -> list[PolicyAssignment]:
+    """Proposed changes that would make ``policy`` govern a model the user can see (the policy page)."""
+    return list(assignment_list(user=user).filter(state=RevisionState.PROPOSED, target__policy=policy)[:50])
+
+
+def policy_proposal(policy: Policy) -> PolicyRevision | None:
+    """The policy's proposed revision waiting for a second admin, if any."""
+    return policy.revisions.select_related("created_by").filter(state=RevisionState.PROPOSED).first()
+
+
+def checklist_tickers(item: R.ChecklistGate) -> str:
+    """Who may tick the item, in words (the gate panel and the API's documentation say the same)."""
+    people = "a reviewer, approver, author or admin of the owning team, except the version's author and the review's requester"
+    names = item.automation_names()
+    if names is None:
+        return people + "; or any API token with the transition scope (recorded with the tick)"
+    if names:
+        return people + f"; or an API token named {', '.join(sorted(names))} (recorded with the tick)"
+    return people + "; no API token"
+
+
 def wanted_from_outside(request: ApprovalRequest) -> frozenset[str]:
     """The decision roles the quorums of the requested environments want from outside the owning team."""
     return revision_rules(request.policy_revision).wanted_from_outside(request.environments)
@@ -111,9 +316,10 @@ def policy_list(*, user) -> QuerySet[Policy]:
     ids = team_ids_visible_to(user)
     qs = Policy.objects.all() if ids is None else Policy.objects.filter(Q(team__isnull=True) | Q(team_id__in=ids))
     current = PolicyRevision.objects.filter(policy=OuterRef("pk"), number=OuterRef("revision")).values("rules")[:1]
+    proposed = PolicyRevision.objects.filter(policy=OuterRef("pk"), state=RevisionState.PROPOSED)
     return (
         qs.select_related("team")
-        .annotate(current_rules=Subquery(current, output_field=JSONField()))
+        .annotate(current_rules=Subquery(current, output_field=JSONField()), has_proposal=Exists(proposed))
         .order_by("team__name", "risk_tier", "name")
     )
 
@@ -134,6 +340,19 @@ def policy_for_model(model: RegisteredModel) -> Policy:
             code="no_policy",
         )
     return policy
+
+
+def policy_revision_if_changed(*, request: ApprovalRequest, model: RegisteredModel) -> PolicyRevision | None:
+    """The current revision of the policy that governs the model now, when that is another policy
+    than the one the request was opened under (its risk tier or its assigned policy changed since);
+    ``None`` when it is the same policy, or when no policy governs the model's tier."""
+    try:
+        policy = policy_for_model(model)
+    except Conflict:
+        return None
+    if policy.pk == request.policy_revision.policy_id:
+        return None
+    return policy_revision_current(policy)
 
 
 def current_rules(policy: Policy) -> R.Rules:
@@ -166,7 +385,7 @@ def request_list(*, user) -> QuerySet[ApprovalRequest]:
         if "approver" in held:
             visible |= Q(wants_other_team_approver=True)
     return ApprovalRequest.objects.filter(visible).select_related(
-        "version", "version__model", "version__model__team", "requested_by", "policy_revision__policy"
+        "version", "version__model", "version__model__team", "requested_by", "policy_revision__policy", "assignment"
     )
 
 
@@ -188,7 +407,13 @@ def request_awaiting(*, user) -> QuerySet[ApprovalRequest]:
                 eligible |= outsider & Q(wants_other_team_approver=True)
         open_ = open_.filter(eligible)
     decided = Decision.objects.filter(request=OuterRef("pk"), decided_by=user, freeze=OuterRef("freeze"))
-    return open_.exclude(version__created_by=user).exclude(requested_by=user).exclude(Exists(decided))
+    return (
+        open_.exclude(version__created_by=user)
+        .exclude(requested_by=user)
+        .exclude(Q(policy_revision__created_by=user) & ~Q(policy_revision__loosens=[]))
+        .exclude(Q(assignment__proposed_by=user) & ~Q(assignment__loosens=[]))
+        .exclude(Exists(decided))
+    )
 
 
 def decision_list(*, request: ApprovalRequest) -> list[Decision]:

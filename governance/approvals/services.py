@@ -3,6 +3,13 @@
 Every write locks what two people could change at once, records its audit event in the same
 transaction, and sends notifications on commit. A request's row lock serialises decisions on
 it, so concurrent approvals are counted once each and the request closes exactly once.
+
+Locks are taken in the order written down in ``governance/audit/services.py``: the model row, the
+version row, then the version's review request (``_locked_review``), the audit chain head last. A
+finishing evaluation run locks the version and then (the re-freeze) its request, so a service that
+locked the request first would deadlock with it. Policies and revisions are locked ``FOR NO KEY
+UPDATE``: a request, a revision or an assignment that references them (whose deferred foreign-key
+check takes ``FOR KEY SHARE`` at commit, after the chain head) is never blocked by it.
 """
 
 from __future__ import annotations
@@ -12,11 +19,11 @@ from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
-from governance.accounts.models import Membership, Role, Team
+from governance.accounts.models import Membership, Team
 from governance.accounts.permissions import require, require_scope, token_scopes
 from governance.approvals import evidence, selectors
 from governance.approvals import rules as R
@@ -27,11 +34,14 @@ from governance.approvals.models import (
     DecisionKind,
     ModelPolicy,
     Policy,
+    PolicyAssignment,
     PolicyRevision,
     RequestStatus,
+    RevisionState,
 )
 from governance.audit import services as audit
-from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted, ValidationFailed
+from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted, ValidationFailed, record_refusal
+from governance.core.retry import retry_once
 from governance.notifications import services as notifications
 from governance.registry import services as registry
 from governance.registry.models import EDITABLE_STAGES, ModelVersion, RegisteredModel, RiskTier, Stage
@@ -52,6 +62,7 @@ def _require_policy_admin(actor, team: Team | None, what: str) -> None:
         require(actor, "team.manage", team_id=team.pk, what=what)
 
 
+@retry_once
 @transaction.atomic
 def policy_create(
     *, actor, name: str, rules: dict, team: Team | None = None, risk_tier: str = "", description: str = "",
@@ -59,6 +70,7 @@ def policy_create(
 ) -> Policy:  # fmt: skip
     _require_policy_admin(actor, team, "create")
     parsed = R.parse(rules)
+    R.refuse_unfed(parsed)
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("A policy needs a name.", code="invalid", fields={"name": "This field is required."})
@@ -89,6 +101,7 @@ def policy_create(
     return policy
 
 
+@retry_once
 @transaction.atomic
 def policy_update(
     *, actor, policy: Policy, name: str | None = None, description: str | None = None, rules: dict | None = None,
@@ -96,7 +109,7 @@ def policy_update(
 ) -> Policy:  # fmt: skip
     """Rename or re-describe a policy, or change its rules as a new revision. Requests already
     opened keep the revision they were opened under: a policy change never rewrites past decisions."""
-    policy = Policy.objects.select_for_update().filter(pk=policy.pk).first()
+    policy = Policy.objects.select_for_update(no_key=True).filter(pk=policy.pk).first()
     if policy is None:
         raise NotFound("This policy no longer exists.")
     _require_policy_admin(actor, policy.team, "edit")
@@ -108,15 +121,40 @@ def policy_update(
         changed["name"] = policy.name = name.strip()
     if description is not None and description != policy.description:
         changed["description"] = policy.description = description
+    proposal = None
     if rules is not None:
-        dumped = R.dump(R.parse(rules))
+        parsed = R.parse(rules)
+        dumped = R.dump(parsed)
         current = selectors.policy_revision_current(policy)
-        if dumped != current.rules:
-            policy.revision += 1
-            PolicyRevision.objects.create(
-                policy=policy, number=policy.revision, rules=dumped, comment=comment, created_by=actor
-            )
-            changed["rules"] = dumped
+        current_rules = selectors.revision_rules(current)
+        if dumped != R.dump(current_rules):
+            R.refuse_unfed(parsed)  # a new revision, adopted or proposed; unchanged rules keep what they name
+            pending = policy.revisions.filter(state=RevisionState.PROPOSED).first()
+            if pending is not None:
+                raise Conflict(
+                    f"Revision {pending.number} of '{policy.name}' is proposed and waits for a second admin; "
+                    "approve or reject it before changing the rules again.",
+                    code="proposal_pending",
+                )
+            number = (policy.revisions.aggregate(top=Max("number"))["top"] or 0) + 1
+            reasons = R.loosens(current_rules, parsed)
+            if reasons:
+                # a looser policy is a two-person act: stored as proposed, the current revision stays
+                proposal = PolicyRevision.objects.create(
+                    policy=policy, number=number, rules=dumped, comment=comment, created_by=actor,
+                    state=RevisionState.PROPOSED, loosens=reasons, based_on=current.number,
+                )  # fmt: skip
+            else:
+                policy.revision = number
+                PolicyRevision.objects.create(
+                    policy=policy, number=number, rules=dumped, comment=comment, created_by=actor
+                )
+                changed["rules"] = dumped
+    if proposal is not None:
+        audit.record(
+            action="policy.revision.propose", obj=proposal, after=audit.snapshot(proposal),
+            changes={"reasons": proposal.loosens, "based_on": proposal.based_on}, actor=actor,
+        )  # fmt: skip
     if not changed:
         return policy
     try:
@@ -131,34 +169,243 @@ def policy_update(
     return policy
 
 
+@retry_once
 @transaction.atomic
-def policy_assign(*, actor, policy: Policy | None, model: RegisteredModel) -> RegisteredModel:
-    """Give a model its own policy (``None``: back to its risk tier's default)."""
+def policy_assign(*, actor, policy: Policy | None, model: RegisteredModel) -> PolicyAssignment | None:
+    """Give a model its own policy (``None``: back to its risk tier's default).
+
+    A change whose rules are looser than the ones the model's versions are reviewed under now
+    (``rules.loosens`` between the governing revision and the one after the change; a model no
+    policy governs approves nothing) is only proposed (``policy.assign.proposed``): it takes effect
+    once a second admin of the team (or a site administrator) approves it, and 409
+    ``proposal_pending`` refuses another change meanwhile. Any other change takes effect at once
+    (``model.policy``); so does a site administrator's, as they are the second admin a team's
+    proposal waits for. Returns the change, proposed or adopted; ``None`` when nothing changes."""
     require_scope(actor, "admin")
     require(actor, "team.manage", team_id=model.team_id, what="choose a model's policy")
     if policy is not None and policy.team_id not in (None, model.team_id):
         raise ValidationFailed("A team's policy can govern only that team's models.", code="policy_other_team")
-    current = ModelPolicy.objects.select_for_update().filter(model=model).first()
+    model = _locked_model(model)  # the model row first (the lock order of governance/audit/services.py)
+    current = ModelPolicy.objects.select_for_update().select_related("policy").filter(model=model).first()
     before = {"policy": current.policy_id if current else None}
+    after = {"policy": policy.pk if policy else None}
+    if after == before:
+        return None
+    pending = selectors.assignment_proposal(model)
+    if pending is not None:
+        raise Conflict(
+            f"Giving {model.name} {pending.describe()} is proposed and waits for a second admin; approve or reject "
+            "it before choosing the model's policy again.",
+            code="proposal_pending",
+        )
+    if policy is not None:
+        policy = Policy.objects.get(pk=policy.pk)  # its current revision, now
+    based_on = _revision_under(model, current.policy if current else None)
+    target = _revision_under(model, policy)
+    reasons = R.loosens(_rules_of(based_on), _rules_of(target))
+    change = PolicyAssignment(
+        model=model, policy=policy, target=target, based_on=based_on, loosens=reasons, proposed_by=actor
+    )
+    if reasons and not actor.is_superuser:
+        change.state = RevisionState.PROPOSED
+        change.save()
+        audit.record(
+            action="policy.assign.proposed", obj=model, before=before, after=after,
+            changes={"assignment": change.pk, "reasons": reasons, "based_on": _revision_ref(based_on),
+                     "target": _revision_ref(target)},
+            actor=actor,
+        )  # fmt: skip
+        return change
+    change.state, change.decided_by, change.decided_at = RevisionState.ADOPTED, actor, timezone.now()
+    change.save()
+    _apply_assignment(model, current, policy, assigned_by=actor)
+    audit.record(
+        action="model.policy", obj=model, before=before, after=after,
+        changes={"assignment": change.pk, **({"reasons": reasons} if reasons else {})}, actor=actor,
+    )  # fmt: skip
+    return change
+
+
+def policy_assignment_approve(*, actor, assignment: PolicyAssignment, comment: str = "") -> PolicyAssignment:
+    """A second admin makes a proposed, looser choice of a model's policy take effect."""
+    return _assignment_decide(actor=actor, assignment=assignment, approve=True, comment=comment)
+
+
+def policy_assignment_reject(*, actor, assignment: PolicyAssignment, comment: str = "") -> PolicyAssignment:
+    """An admin (the proposer too) turns a proposed choice of a model's policy down: nothing changes."""
+    return _assignment_decide(actor=actor, assignment=assignment, approve=False, comment=comment)
+
+
+@retry_once
+def _assignment_decide(*, actor, assignment: PolicyAssignment, approve: bool, comment: str) -> PolicyAssignment:
+    """A refused approval or rejection is recorded (outside the rolled-back transaction) as
+    ``policy.assign.refused`` with the reason, on the model's trail."""
+    try:
+        return _assignment_settle(actor=actor, assignment=assignment, approve=approve, comment=comment)
+    except DomainError as exc:
+        record_refusal(
+            action="policy.assign", exc=exc, actor=actor, object_type="registry.registeredmodel",
+            object_id=str(assignment.model_id), team_id=assignment.model.team_id,
+            changes={"decision": "approve" if approve else "reject", "assignment": assignment.pk},
+        )  # fmt: skip
+        raise
+
+
+@transaction.atomic
+def _assignment_settle(*, actor, assignment: PolicyAssignment, approve: bool, comment: str) -> PolicyAssignment:
+    model = RegisteredModel.objects.select_for_update(no_key=True, of=("self",)).select_related("team")
+    model = model.filter(pk=assignment.model_id).first()
+    locked = None
+    if model is not None:
+        locked = PolicyAssignment.objects.select_for_update(no_key=True).filter(pk=assignment.pk).first()
+    if locked is None:
+        raise NotFound("This change of a model's policy no longer exists.")
+    locked.model = model
+    refusal = selectors.assignment_refusal(actor, locked, approve=approve)
+    if refusal is not None:
+        raise refusal
+    current = ModelPolicy.objects.select_for_update().select_related("policy").filter(model=model).first()
+    before = {"policy": current.policy_id if current else None, "state": locked.state}
+    if approve:
+        policy = Policy.objects.get(pk=locked.policy_id) if locked.policy_id is not None else None
+        based_on = _revision_under(model, current.policy if current else None)
+        target = _revision_under(model, policy)
+        if (_pk(based_on), _pk(target)) != (locked.based_on_id, locked.target_id):
+            raise Conflict(
+                f"Giving {model.name} {locked.describe()} was proposed under other rules than the ones in force now "
+                "(its policy, a revision or its risk tier changed since); reject it and propose the change again.",
+                code="proposal_stale",
+            )
+        _apply_assignment(model, current, policy, assigned_by=locked.proposed_by)
+    locked.state = RevisionState.ADOPTED if approve else RevisionState.REJECTED
+    locked.decided_by, locked.decided_at = actor, timezone.now()
+    locked.decision_comment = (comment or "").strip()[:300]
+    locked.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
+    audit.record(
+        action="policy.assign.approved" if approve else "policy.assign.rejected", obj=model, before=before,
+        after={"policy": locked.policy_id if approve else before["policy"], "state": locked.state},
+        changes={"assignment": locked.pk, "reasons": locked.loosens, "proposed_by": locked.proposed_by_id,
+                 "comment": locked.decision_comment},
+        actor=actor,
+    )  # fmt: skip
+    return locked
+
+
+def _locked_model(model: RegisteredModel) -> RegisteredModel:
+    # FOR NO KEY UPDATE: serialises the model's policy changes without blocking the versions that
+    # reference the model (their inserts take FOR KEY SHARE)
+    locked = RegisteredModel.objects.select_for_update(no_key=True, of=("self",)).select_related("team")
+    locked = locked.filter(pk=model.pk).first()
+    if locked is None:
+        raise NotFound("This model no longer exists.")
+    return locked
+
+
+def _revision_under(model: RegisteredModel, policy: Policy | None) -> PolicyRevision | None:
+    """The revision that governs the model under ``policy`` (``None``: its risk tier's default),
+    or ``None`` when no policy would."""
+    if policy is None:
+        policy = Policy.objects.filter(team__isnull=True, risk_tier=model.risk_tier).first()
+        if policy is None:
+            return None
+    return selectors.policy_revision_current(policy)
+
+
+_APPROVES_NOTHING = {"environments": {}, "gates": []}
+
+
+def _rules_of(revision: PolicyRevision | None):
+    return selectors.revision_rules(revision) if revision is not None else _APPROVES_NOTHING
+
+
+def _pk(obj) -> int | None:
+    return obj.pk if obj is not None else None
+
+
+def _revision_ref(revision: PolicyRevision | None) -> dict | None:
+    if revision is None:
+        return None
+    return {"policy": revision.policy_id, "revision": revision.number}
+
+
+def _apply_assignment(model: RegisteredModel, current: ModelPolicy | None, policy: Policy | None, *, assigned_by):
     if policy is None:
         if current is not None:
             current.delete()
     elif current is None:
-        ModelPolicy.objects.create(model=model, policy=policy, assigned_by=actor)
+        ModelPolicy.objects.create(model=model, policy=policy, assigned_by=assigned_by)
     else:
-        current.policy, current.assigned_by = policy, actor
+        current.policy, current.assigned_by = policy, assigned_by
         current.save()
-    after = {"policy": policy.pk if policy else None}
-    if after != before:
-        audit.record(action="model.policy", obj=model, before=before, after=after, actor=actor)
-    return model
+
+
+def policy_revision_approve(*, actor, revision: PolicyRevision, comment: str = "") -> PolicyRevision:
+    """A second admin adopts a proposed loosening: the policy's current revision moves to it."""
+    return _proposal_decide(actor=actor, revision=revision, approve=True, comment=comment)
+
+
+def policy_revision_reject(*, actor, revision: PolicyRevision, comment: str = "") -> PolicyRevision:
+    """An admin (the proposer too) turns a proposed loosening down: the policy keeps its revision."""
+    return _proposal_decide(actor=actor, revision=revision, approve=False, comment=comment)
+
+
+@retry_once
+def _proposal_decide(*, actor, revision: PolicyRevision, approve: bool, comment: str) -> PolicyRevision:
+    """A refused approval or rejection is recorded (outside the rolled-back transaction) as
+    ``policy.revision.refused`` with the reason, as refused review decisions are."""
+    try:
+        return _proposal_settle(actor=actor, revision=revision, approve=approve, comment=comment)
+    except DomainError as exc:
+        record_refusal(
+            action="policy.revision", exc=exc, actor=actor, object_type="approvals.policyrevision",
+            object_id=str(revision.pk), team_id=revision.policy.team_id,
+            changes={"decision": "approve" if approve else "reject", "number": revision.number},
+        )  # fmt: skip
+        raise
+
+
+@transaction.atomic
+def _proposal_settle(*, actor, revision: PolicyRevision, approve: bool, comment: str) -> PolicyRevision:
+    policy = Policy.objects.select_for_update(no_key=True).filter(pk=revision.policy_id).first()
+    revision = PolicyRevision.objects.select_for_update(no_key=True).filter(pk=revision.pk).first() if policy else None
+    if policy is None or revision is None:
+        raise NotFound("This policy revision no longer exists.")
+    revision.policy = policy
+    refusal = selectors.proposal_refusal(actor, revision, approve=approve)
+    if refusal is not None:
+        raise refusal
+    if approve and revision.based_on != policy.revision:
+        raise Conflict(
+            f"Revision {revision.number} was proposed against revision {revision.based_on}, but '{policy.name}' is "
+            f"at revision {policy.revision} now; reject it and propose the change again.",
+            code="proposal_stale",
+        )
+    before = {"state": revision.state, "policy_revision": policy.revision}
+    revision.state = RevisionState.ADOPTED if approve else RevisionState.REJECTED
+    revision.decided_by, revision.decided_at = actor, timezone.now()
+    revision.decision_comment = (comment or "").strip()[:300]
+    revision.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
+    if approve:
+        policy.revision = revision.number
+        policy.save(update_fields=["revision", "updated_at"])
+    audit.record(
+        action="policy.revision.approve" if approve else "policy.revision.reject", obj=revision, before=before,
+        after={"state": revision.state, "policy_revision": policy.revision},
+        changes={"reasons": revision.loosens, "proposed_by": revision.created_by_id, "comment": revision.decision_comment},
+        actor=actor,
+    )  # fmt: skip
+    return revision
 
 
 # --- requests ---------------------------------------------------------------------------------
 
 
 def _locked_version(version: ModelVersion) -> ModelVersion:
-    locked = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").filter(pk=version.pk).first()
+    return _locked_version_pk(version.pk)
+
+
+def _locked_version_pk(pk: int) -> ModelVersion:
+    locked = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").filter(pk=pk).first()
     if locked is None:
         raise NotFound("This version no longer exists.")
     return locked
@@ -185,14 +432,34 @@ def _check_environments(environments: Iterable[str], rules: R.Rules, policy: Pol
     return envs
 
 
-@transaction.atomic
+@retry_once
 def request_review(*, actor, version: ModelVersion, environments: list[str], comment: str = "") -> ApprovalRequest:
-    """Ask for approval of the version for some environments, freezing its artifact and evidence."""
+    """Ask for approval of the version for some environments, freezing its artifact and evidence.
+
+    Refused with ``separation_of_duties`` to the person who proposed the loosening the review would
+    be judged under. A refusal is recorded (outside the rolled-back transaction) as
+    ``review.request.refused``, as refused decisions are."""
+    try:
+        return _request_review(actor=actor, version=version, environments=environments, comment=comment)
+    except DomainError as exc:
+        record_refusal(
+            action="review.request", exc=exc, actor=actor, obj=version,
+            changes={"environments": [str(e)[:40] for e in (environments or [])][:5]},
+        )  # fmt: skip
+        raise
+
+
+@transaction.atomic
+def _request_review(*, actor, version: ModelVersion, environments: list[str], comment: str) -> ApprovalRequest:
     require_scope(actor, "transition")
     version = _locked_version(version)
     require(actor, "version.create", team_id=version.model.team_id, what="request a review")
     policy = selectors.policy_for_model(version.model)
     revision = selectors.policy_revision_current(policy)
+    assignment = selectors.assignment_governing(version.model)
+    refusal = selectors.request_refusal(actor, revision, assignment=assignment, model=version.model)
+    if refusal is not None:
+        raise refusal
     rules = selectors.revision_rules(revision)
     envs = _check_environments(environments, rules, policy)
     if version.stage not in EDITABLE_STAGES:
@@ -208,7 +475,7 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
         version=version, policy_revision=revision, environments=envs, comment=comment,
         artifact_sha256=version.artifact_sha256, evidence_digest=digest, evidence=document, frozen_at=timezone.now(),
         wants_other_team_reviewer="reviewer" in wanted, wants_other_team_approver="approver" in wanted,
-        requested_by=actor,
+        requested_by=actor, assignment=assignment,
     )  # fmt: skip
     request.version = version
     registry.version_transition_by_review(
@@ -219,10 +486,20 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
     return request
 
 
+def _locked_review(request: ApprovalRequest) -> tuple[ModelVersion, ApprovalRequest]:
+    """The request's version, then the request, both locked: the version first, as a finishing
+    evaluation run (and every other writer of the version) takes them."""
+    version = _locked_version_pk(request.version_id)
+    locked = _locked_request(request)
+    locked.version = version
+    return version, locked
+
+
 def _locked_request(request: ApprovalRequest) -> ApprovalRequest:
+    """The request row, locked. Only with its version's row already locked (``_locked_review``)."""
     locked = (
         ApprovalRequest.objects.select_for_update(of=("self",))
-        .select_related("version", "version__model", "policy_revision__policy", "requested_by")
+        .select_related("version", "version__model", "policy_revision__policy", "requested_by", "assignment")
         .filter(pk=request.pk)
         .first()
     )
@@ -239,6 +516,7 @@ def _require_open(request: ApprovalRequest) -> None:
         )
 
 
+@retry_once
 def request_decide(*, actor, request: ApprovalRequest, decision: str, comment: str = "") -> Decision:
     """A reviewer's final decision. Approvals count toward the quorum; once it is reached and every
     gate passes the version is approved. A rejection or a request for changes closes the review.
@@ -276,8 +554,7 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
             code="comment_required",
             fields={"comment": "Required for this decision."},
         )
-    request = _locked_request(request)
-    version = request.version
+    version, request = _locked_review(request)
     refusal = selectors.decision_refusal(actor, request)
     if refusal is not None:
         raise refusal
@@ -300,7 +577,7 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
         stage = Stage.REJECTED if decision == DecisionKind.REJECT else Stage.CHANGES_REQUESTED
         _close(request, status=status, actor=actor)
         registry.version_transition_by_review(
-            actor=actor, version=_locked_version(version), to=stage, reason=f"Review #{request.pk}: {comment}"
+            actor=actor, version=version, to=stage, reason=f"Review #{request.pk}: {comment}"
         )
     _notify_people(
         request, event="review.decided", actor=actor,
@@ -322,8 +599,9 @@ def _close(request: ApprovalRequest, *, status: str, actor) -> None:
 
 
 def _settle(request: ApprovalRequest, *, actor) -> None:
-    """Approve the request (and the version) when every environment it asks for passes its gate."""
-    version = _locked_version(request.version)
+    """Approve the request (and the version) when every environment it asks for passes its gate.
+    The caller holds the version's lock and the request's (``_locked_review``)."""
+    version = request.version
     if version.stage != Stage.IN_REVIEW:
         return
     verdicts = selectors.gate_checks(version=version, environments=request.environments)
@@ -335,25 +613,26 @@ def _settle(request: ApprovalRequest, *, actor) -> None:
         )  # fmt: skip
 
 
+@retry_once
 @transaction.atomic
 def request_withdraw(*, actor, request: ApprovalRequest, reason: str = "") -> ApprovalRequest:
     require_scope(actor, "transition")
-    request = _locked_request(request)
-    version = request.version
+    version, request = _locked_review(request)
     require(actor, "version.create", team_id=version.model.team_id, what="withdraw a review request")
     _require_open(request)
     _close(request, status=RequestStatus.WITHDRAWN, actor=actor)
     registry.version_transition_by_review(
-        actor=actor, version=_locked_version(version), to=Stage.DRAFT,
+        actor=actor, version=version, to=Stage.DRAFT,
         reason=f"Review #{request.pk} withdrawn" + (f": {reason}" if reason else ""),
     )  # fmt: skip
     return request
 
 
+@retry_once
 @transaction.atomic
 def request_settle(*, actor, request: ApprovalRequest) -> ApprovalRequest:
     """Look again after something outside the decisions changed (a checklist tick, new evidence)."""
-    request = _locked_request(request)
+    _, request = _locked_review(request)
     if request.is_open:
         _settle(request, actor=actor)
     return request
@@ -362,36 +641,62 @@ def request_settle(*, actor, request: ApprovalRequest) -> ApprovalRequest:
 # --- checklist ------------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@retry_once
 def checklist_tick(
     *, actor, version: ModelVersion, item: str, ticked: bool = True, note: str = ""
 ) -> ChecklistTick | None:
     """Attest (or withdraw the attestation of) one manual checklist item of the version's policy.
 
-    A token needs the transition scope: the last tick can be what approves the version."""
+    Separation of duties as for decisions (``selectors.checklist_refusal``): neither the version's
+    author nor the open review's requester ticks, and an API token ticks only an item whose policy
+    names that automation (the tick then records the token). A refused tick is recorded (outside
+    the rolled-back transaction) as ``checklist.tick.refused``. A token needs the transition scope:
+    the last tick can be what approves the version."""
+    try:
+        return _checklist_tick(actor=actor, version=version, item=item, ticked=ticked, note=note)
+    except DomainError as exc:
+        record_refusal(
+            action="checklist.tick", exc=exc, actor=actor, obj=version,
+            changes={"item": str(item)[:64], "ticked": bool(ticked)},
+        )  # fmt: skip
+        raise
+
+
+@transaction.atomic
+def _checklist_tick(*, actor, version: ModelVersion, item: str, ticked: bool, note: str) -> ChecklistTick | None:
     require_scope(actor, "write")
     require_scope(actor, "transition")
     version = _locked_version(version)
-    team_id = version.model.team_id
-    require(actor, "view", team_id=team_id, roles={Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN},
-            what="tick a checklist item")  # fmt: skip
     policy = selectors.policy_for_model(version.model)
     items = {g.item: g for g in selectors.current_rules(policy).checklist()}
-    open_request = version.approval_requests.filter(status=RequestStatus.OPEN).first()
+    # the open request is locked now, before the audit record takes the chain head (the tick may settle it)
+    open_request = (
+        version.approval_requests.select_for_update(of=("self",))
+        .select_related("policy_revision__policy", "requested_by")
+        .filter(status=RequestStatus.OPEN)
+        .first()
+    )
     if open_request is not None:
+        open_request.version = version
         items |= {g.item: g for g in selectors.revision_rules(open_request.policy_revision).checklist()}
+    refusal = selectors.checklist_refusal(actor, version, open_request=open_request, item=items.get(item))
+    if refusal is not None:
+        raise refusal
     if item not in items:
         raise ValidationFailed(
             f"'{item}' is not a checklist item of this version's policy. Items: {', '.join(items) or 'none'}.",
             code="unknown_checklist_item",
         )
+    token = getattr(actor, "_charter_token", None)
     current = ChecklistTick.objects.filter(version=version, item=item).first()
-    before = None if current is None else {"item": item, "note": current.note, "ticked_by": current.ticked_by_id}
+    before = None if current is None else {"item": item, "note": current.note, "ticked_by": current.ticked_by_id,
+                                           "token": current.token_name or None}  # fmt: skip
     if ticked:
         tick = current or ChecklistTick(version=version, item=item)
         tick.note, tick.ticked_by = (note or "").strip()[:500], actor
+        tick.token, tick.token_name = token, token.name if token is not None else ""
         tick.save()
-        after = {"item": item, "note": tick.note, "ticked_by": actor.pk}
+        after = {"item": item, "note": tick.note, "ticked_by": actor.pk, "token": tick.token_name or None}
     else:
         if current is None:
             return None
@@ -401,7 +706,7 @@ def checklist_tick(
         action="checklist.tick" if ticked else "checklist.untick", obj=version, before=before, after=after, actor=actor
     )
     if open_request is not None and ticked:
-        _settle(_locked_request(open_request), actor=actor)
+        _settle(open_request, actor=actor)
     return tick
 
 
@@ -455,10 +760,19 @@ def request_refreeze(*, version: ModelVersion, reason: str, actor=None) -> Appro
     request.freeze += 1
     request.frozen_at = timezone.now()
     request.stale_reason = f"{reason} Changed: {', '.join(what)}."[:300]
+    governing = selectors.policy_revision_if_changed(request=request, model=version.model)
+    if governing is not None:  # the model's tier (or assigned policy) now chooses another policy
+        before["policy_revision"] = request.policy_revision_id
+        request.policy_revision = governing
+        request.assignment = selectors.assignment_governing(version.model)
+        wanted = selectors.revision_rules(governing).wanted_from_outside(request.environments)
+        request.wants_other_team_reviewer = "reviewer" in wanted
+        request.wants_other_team_approver = "approver" in wanted
     request.save()
     audit.record(
         action="review.stale", obj=request, before=before,
-        after={"status": request.status, "freeze": request.freeze, "evidence_digest": digest},
+        after={"status": request.status, "freeze": request.freeze, "evidence_digest": digest,
+               **({"policy_revision": governing.pk} if governing is not None else {})},
         changes={"reason": request.stale_reason}, actor=actor,
     )  # fmt: skip
     if version.stage == Stage.APPROVED:
@@ -529,6 +843,10 @@ def eligible_reviewers(request: ApprovalRequest) -> list:
     members = Membership.objects.filter(team_id=team_id).values("user")
     outside = Membership.objects.filter(role__in=wanted).exclude(user__in=members).values("user")
     barred = {request.version.created_by_id, request.requested_by_id}
+    if request.policy_revision.is_loosening:  # its proposer never decides a review judged under it
+        barred.add(request.policy_revision.created_by_id)
+    if request.assignment_id is not None and request.assignment.is_loosening:  # nor does a looser choice's
+        barred.add(request.assignment.proposed_by_id)
     # two IN subqueries, not a UNION: SQLite refuses ORDER BY (from Membership's ordering) in compound selects
     return list(
         User.objects.filter(is_active=True)

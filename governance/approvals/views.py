@@ -29,6 +29,7 @@ from governance.approvals.forms import (
     ChecklistTickForm,
     DecisionForm,
     PolicyForm,
+    ProposalDecisionForm,
     QueueFilterForm,
     ReviewRequestForm,
     WithdrawForm,
@@ -309,12 +310,13 @@ def _get_policy(request, pk: int):
 
 
 @login_required
-def policy_detail(request, pk: int):
+def policy_detail(request, pk: int, status: int = 200):
     policy = _get_policy(request, pk)
     revisions = presenters.policy_revisions(policy, limit=REVISIONS_SHOWN)
     current = next((r for r in revisions if r.number == policy.revision), None) or selectors.policy_revision_current(
         policy
     )
+    proposal = selectors.policy_proposal(policy)
     context = {
         "policy": policy,
         "current": current,
@@ -322,8 +324,48 @@ def policy_detail(request, pk: int):
         "revisions": revisions,
         "may_edit": presenters.may_edit_policy(request.user, policy),
         "open_requests": presenters.open_request_count(policy),
+        "proposal": proposal,
+        "proposal_right": presenters.proposal_right(request.user, proposal) if proposal else None,
+        "proposal_form": ProposalDecisionForm(),
+        "assignments": presenters.assignment_proposals(
+            request.user, selectors.assignment_proposals_to(user=request.user, policy=policy)
+        ),
     }
-    return render(request, "approvals/policy_detail.html", context)
+    return render(request, "approvals/policy_detail.html", context, status=status)
+
+
+def _proposal_decision(request, pk: int, number: int, *, approve: bool):
+    policy = _get_policy(request, pk)
+    revision = get_object_or_404(policy.revisions.select_related("policy", "policy__team"), number=number)
+    form = ProposalDecisionForm(request.POST)
+    form.is_valid()
+    try:
+        if approve:
+            services.policy_revision_approve(
+                actor=request.user, revision=revision, comment=form.cleaned_data["comment"]
+            )
+        else:
+            services.policy_revision_reject(actor=request.user, revision=revision, comment=form.cleaned_data["comment"])
+    except DomainError as exc:
+        show_domain_error(request, exc)
+        return policy_detail(request, pk, status=exc.status)
+    if approve:
+        messages.success(request, f"Approved: revision {number} of “{policy.name}” is now in force.")
+    else:
+        messages.success(request, f"Rejected: “{policy.name}” keeps revision {policy.revision}.")
+    return redirect(policy)
+
+
+@login_required
+@require_POST
+def policy_revision_approve(request, pk: int, number: int):
+    return _proposal_decision(request, pk, number, approve=True)
+
+
+@login_required
+@require_POST
+def policy_revision_reject(request, pk: int, number: int):
+    return _proposal_decision(request, pk, number, approve=False)
 
 
 def _admin_teams(user):
@@ -402,8 +444,15 @@ def policy_edit(request, pk: int):
                 show_domain_error(request, rules_error_on_field(exc), form)
                 status = exc.status
             else:
+                proposal = selectors.policy_proposal(policy)
                 if policy.revision != before:
                     messages.success(request, f"Saved revision {policy.revision} of “{policy.name}”.")
+                elif proposal is not None and proposal.created_by_id == user.pk and proposal.number > before:
+                    messages.warning(
+                        request,
+                        f"These rules loosen “{policy.name}”: revision {proposal.number} is proposed and takes effect "
+                        f"once a second admin approves it; revision {policy.revision} stays in force until then.",
+                    )
                 else:
                     messages.info(request, f"Saved “{policy.name}”; the rules did not change, so no new revision.")
                 return redirect(policy)
@@ -420,7 +469,8 @@ def policy_edit(request, pk: int):
 @login_required
 @require_POST
 def model_policy(request, pk: int):
-    """Give a model its own policy, or send it back to its risk tier's default (team admins)."""
+    """Give a model its own policy, or send it back to its risk tier's default (team admins). A
+    looser choice is proposed and waits for a second admin; the panel on the model page shows it."""
     model = get_object_or_404(registry_selectors.model_list(user=request.user), pk=pk)
     choice = request.POST.get("policy", "")
     policy = None
@@ -431,12 +481,62 @@ def model_policy(request, pk: int):
             messages.error(request, "Choose one of the listed policies.")
             return redirect(model)
     try:
-        services.policy_assign(actor=request.user, policy=policy, model=model)
+        change = services.policy_assign(actor=request.user, policy=policy, model=model)
     except DomainError as exc:
         show_domain_error(request, exc)
         if exc.status == 403:
             raise PermissionDenied(exc.detail) from None
         return redirect(model)
-    chosen = selectors.policy_for_model(model)
-    messages.success(request, f"{model.name} is now governed by “{chosen.name}”.")
+    try:
+        chosen = f"“{selectors.policy_for_model(model).name}”"
+    except DomainError:
+        chosen = "no policy (its risk tier has none)"
+    if change is not None and change.is_proposed:
+        messages.warning(
+            request,
+            f"Giving {model.name} {change.describe()} loosens the rules its versions are reviewed under, so it is "
+            f"proposed and takes effect once a second admin approves it; {chosen} governs until then.",
+        )
+    else:
+        messages.success(request, f"{model.name} is now governed by {chosen}.")
     return redirect(model)
+
+
+def _assignment_decision(request, pk: int, assignment: int, *, approve: bool):
+    from governance.registry.views import model_detail  # the page the panel lives on
+
+    model = get_object_or_404(registry_selectors.model_list(user=request.user), pk=pk)
+    change = get_object_or_404(selectors.assignment_list(user=request.user).filter(model=model), pk=assignment)
+    form = ProposalDecisionForm(request.POST)
+    form.is_valid()
+    try:
+        if approve:
+            services.policy_assignment_approve(
+                actor=request.user, assignment=change, comment=form.cleaned_data["comment"]
+            )
+        else:
+            services.policy_assignment_reject(
+                actor=request.user, assignment=change, comment=form.cleaned_data["comment"]
+            )
+    except DomainError as exc:
+        show_domain_error(request, exc)
+        response = model_detail(request, model.pk)
+        response.status_code = exc.status
+        return response
+    if approve:
+        messages.success(request, f"Approved: {model.name} is now governed by {change.describe()}.")
+    else:
+        messages.success(request, f"Rejected: {model.name} keeps its policy.")
+    return redirect(_safe_next(request, request.POST.get("next", ""), model.get_absolute_url()))
+
+
+@login_required
+@require_POST
+def model_policy_approve(request, pk: int, assignment: int):
+    return _assignment_decision(request, pk, assignment, approve=True)
+
+
+@login_required
+@require_POST
+def model_policy_reject(request, pk: int, assignment: int):
+    return _assignment_decision(request, pk, assignment, approve=False)

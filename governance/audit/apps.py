@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AuditConfig(AppConfig):
@@ -6,4 +7,7 @@ class AuditConfig(AppConfig):
     label = "audit"
 
     def ready(self):
-        from governance.audit import signals  # noqa: F401
+        from governance.audit import checks, roles, signals  # noqa: F401
+
+        # once per migrate (and flush), as the owner: the application role's privileges
+        post_migrate.connect(roles.grant_app_role, sender=self, dispatch_uid="audit.grant_app_role")

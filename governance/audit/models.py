@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 GENESIS_HASH = "0" * 64
 
@@ -61,12 +62,18 @@ class ChainHead(models.Model):
 
 
 class Checkpoint(models.Model):
-    """A signed copy of the chain head, kept (and exported) so a truncated or rewritten tail shows."""
+    """A signed copy of the chain head, so a truncated or rewritten tail shows.
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    What verification trusts is the exported copy, outside the database (``services.checkpoint_create``);
+    this row is a copy the application may add to but never change or delete (``roles``).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)  # signed with seq and hash: set before signing
     seq = models.BigIntegerField()
     hash = models.CharField(max_length=64)
-    signature = models.CharField(max_length=64)
+    algorithm = models.CharField(max_length=16)  # signing.ED25519; signing.HMAC_SHA256 before Ed25519
+    key_id = models.CharField(max_length=64, blank=True)  # sha256 of the Ed25519 public key
+    signature = models.CharField(max_length=128)
 
     class Meta:
         ordering = ["-seq"]

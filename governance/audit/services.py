@@ -1,20 +1,38 @@
-"""Appending to and verifying the audit chain. Every governed write calls ``record``."""
+"""Appending to and verifying the audit chain. Every governed write calls ``record``.
+
+Lock order
+----------
+``record`` locks the chain head (one row, ``audit_chainhead``) until the transaction ends, so
+every governed write serialises on it. A transaction that also locks other rows must take them
+*before* the chain head, in this order, or two of them can each hold what the other waits for
+(PostgreSQL then aborts one: ``DeadlockDetected``):
+
+1. the registered model row, when the write changes it or allocates a version number;
+2. the model version row(s), in id order: ``FOR UPDATE`` to change a version,
+   ``FOR KEY SHARE`` (``governance.core.locks.key_share``) to insert a row that references it,
+   such as an evaluation run. PostgreSQL's deferred foreign-key check would take that same lock
+   at commit, after the chain head: the deadlock between requesting an evaluation and finishing
+   a run of the same version;
+3. the version's own rows: its evaluation runs, approval requests and their decisions,
+   checklist ticks, cards. Signal receivers that lock them (``evidence_changed``: the approvals
+   re-freeze) are sent before ``record``, not after;
+4. the audit chain head, last: ``record`` is the last locking statement of the transaction.
+
+A deadlock or serialization failure that happens anyway is retried once by the service
+(``governance.core.retry.retry_once``) and then answered 503 ``busy_retry``, never 500.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from governance.audit import chain
+from governance.audit import chain, checkpoints
 from governance.audit.context import current
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
 from governance.core import sql
@@ -172,6 +190,7 @@ class VerifyResult:
     first_broken_seq: int | None = None
     first_broken_id: int | None = None
     reason: str = ""
+    checkpoints_checked: int = 0
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -194,8 +213,13 @@ LIMIT 1
 """
 
 
-def verify(*, in_database: bool | None = None) -> VerifyResult:
-    """Check every link, then the tail against the chain head and the newest signed checkpoint."""
+def verify(*, in_database: bool | None = None, checkpoint_dir: Path | None = None) -> VerifyResult:
+    """Check every link, then the tail against the chain head and every signed checkpoint.
+
+    The head row moves on every append, so the application's role may update it: it names a
+    truncated tail only when nobody moved it too. The checkpoints exported outside the database
+    (``checkpoint_dir``, else the configured storage) are what a rewrite cannot get past.
+    """
     if in_database is None:
         in_database = connection.vendor == "postgresql"
     broken = _first_broken_sql() if in_database else _first_broken_python()
@@ -216,10 +240,12 @@ def verify(*, in_database: bool | None = None) -> VerifyResult:
         return VerifyResult(
             False, count, last_seq, last_seq, last_id, f"event #{last_seq} does not match the chain head's hash"
         )
-    tail_problem = _checkpoint_problem(last_seq)
-    if tail_problem:
-        return VerifyResult(False, count, last_seq, tail_problem[0], None, tail_problem[1])
-    return VerifyResult(True, count, last_seq)
+    report = checkpoints.check(last_seq=last_seq, location=checkpoint_dir)
+    if report.problem:
+        seq, reason = report.problem
+        pk = AuditEvent.objects.filter(seq=seq).values_list("id", flat=True).first()
+        return VerifyResult(False, count, last_seq, seq, pk, reason, report.checked)
+    return VerifyResult(True, count, last_seq, checkpoints_checked=report.checked)
 
 
 def _first_broken_sql():
@@ -285,36 +311,7 @@ def _first_broken_python():
 # --- checkpoints ----------------------------------------------------------------------------
 
 
-def _checkpoint_key() -> bytes:
-    key = settings.AUDIT_CHECKPOINT_KEY or settings.SECRET_KEY
-    return hashlib.sha256(("charter-audit-checkpoint:" + key).encode()).digest()
-
-
-def _sign(seq: int, digest: str) -> str:
-    return hmac.new(_checkpoint_key(), f"{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
-
-
-def _checkpoint_problem(last_seq: int) -> tuple[int, str] | None:
-    cp = Checkpoint.objects.first()
-    if cp is None:
-        return None
-    if not hmac.compare_digest(cp.signature, _sign(cp.seq, cp.hash)):
-        return cp.seq, f"checkpoint at #{cp.seq} has an invalid signature"
-    if cp.seq > last_seq:
-        return last_seq + 1, f"log ends at #{last_seq} but a signed checkpoint covers #{cp.seq}: the tail was removed"
-    at = AuditEvent.objects.filter(seq=cp.seq).values_list("hash", flat=True).first()
-    if at != cp.hash:
-        return cp.seq, f"event #{cp.seq} differs from the signed checkpoint"
-    return None
-
-
 def checkpoint_create(*, export_dir: Path | None = None) -> Checkpoint:
-    """Sign the current head and keep it in the table and, when asked, in a file outside the database."""
-    with transaction.atomic():
-        head, _ = ChainHead.objects.get_or_create(id=1)
-        cp = Checkpoint.objects.create(seq=head.seq, hash=head.hash, signature=_sign(head.seq, head.hash))
-    if export_dir is not None:
-        export_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"seq": cp.seq, "hash": cp.hash, "signature": cp.signature, "created_at": cp.created_at.isoformat()}
-        (export_dir / f"checkpoint-{cp.seq:012d}.json").write_text(json.dumps(payload, indent=2))
-    return cp
+    """Sign the current head with the Ed25519 key and export it outside the database (``export_dir``,
+    else the configured checkpoint storage, which verification reads back): see ``checkpoints``."""
+    return checkpoints.create(location=export_dir)

@@ -6,14 +6,15 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from governance.accounts.permissions import can_anywhere, team_ids_visible_to
-from governance.audit import actions, selectors, services
+from governance.audit import actions, selectors, services, signing
 from governance.audit.filters import AuditEventFilter
+from governance.audit.models import Checkpoint
 
 PAGE_SIZE = 50
 
@@ -144,8 +145,19 @@ def audit_log(request):
         "paged": before is not None or after is not None,
         "action_groups": actions.grouped(),
         "known_object_types": KNOWN_OBJECT_TYPES,
+        "signing": _signing_key(),
+        "newest_checkpoint": Checkpoint.objects.order_by("-seq", "-id").first(),
     }
     return render(request, "audit/audit_log.html", context)
+
+
+def _signing_key() -> dict:
+    """The public half of the checkpoint key, published so auditors check exports without Charter."""
+    try:
+        key = signing.public_key()
+    except ImproperlyConfigured as exc:
+        return {"error": str(exc)}
+    return {"key_id": signing.key_id(key), "pem": signing.public_pem(key)}
 
 
 @login_required

@@ -7,9 +7,10 @@ with a machine-readable ``code`` and a sentence a person understands.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 class DomainError(Exception):
     status = 400
     code = "invalid"
+    refusal_recorded = False  # set once the refusal is in the audit log (``record_refusal``)
 
     def __init__(self, detail: str, *, code: str | None = None, fields: dict | None = None):
         super().__init__(detail)
@@ -51,6 +53,37 @@ class Conflict(DomainError):
 
 class TransitionNotAllowed(Conflict):
     code = "transition_not_allowed"
+
+
+class LengthRequired(DomainError):
+    status = 411
+    code = "length_required"
+
+
+class TooLarge(DomainError):
+    status = 413
+    code = "request_too_large"
+
+
+class Busy(DomainError):
+    """The database broke a deadlock or a serialization conflict by aborting this write, twice."""
+
+    status = 503
+    code = "busy_retry"
+
+
+# deadlock_detected, serialization_failure: PostgreSQL aborted the transaction; running it again is safe
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+BUSY_DETAIL = "Another change to the same records got in the way and nothing was saved; send the request again."
 
 
 _DRF_CODES = {
@@ -93,16 +126,142 @@ def record_denied_write(request, code: str, detail: str) -> None:
         )
 
 
+# --- refused governed writes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GovernedWrite:
+    """A write whose refusals are evidence: each one is recorded as ``<action>.refused``."""
+
+    action: str  # the audit action the write records when it goes through
+    subject: str = ""  # "app_label.model" of the object the write acts on, named by the URL's ``pk``...
+    subject_field: str = ""  # ...or by this field of the request body
+    inputs: tuple[str, ...] = ()  # request fields kept with the refusal (short values only)
+
+
+_TRANSITION = GovernedWrite("version.transition", "registry.modelversion", inputs=("to",))
+_TOKEN_CREATE = GovernedWrite("token.create", inputs=("name", "scopes", "team", "expires_in_days"))
+_TOKEN_REVOKE = GovernedWrite("token.revoke", "accounts.apitoken")
+_POLICY_CREATE = GovernedWrite("policy.create", inputs=("name", "team", "risk_tier"))
+_POLICY_UPDATE = GovernedWrite("policy.update", "approvals.policy", inputs=("name",))
+
+# The governed writes, by the route (URL name) and method that attempt them, in the API and the UI.
+# Review decisions, review requests and policy-proposal decisions record their refusals in their
+# services (``record_refusal`` below), with the object they refer to.
+GOVERNED_WRITES: dict[tuple[str, str], GovernedWrite] = {
+    ("api:version-transition", "POST"): _TRANSITION,
+    ("version-lifecycle", "POST"): _TRANSITION,
+    ("api:token-list", "POST"): _TOKEN_CREATE,
+    ("tokens", "POST"): _TOKEN_CREATE,
+    ("api:token-revoke", "POST"): _TOKEN_REVOKE,
+    ("api-token-revoke", "POST"): _TOKEN_REVOKE,
+    ("api:policy-list", "POST"): _POLICY_CREATE,
+    ("policy-create", "POST"): _POLICY_CREATE,
+    ("api:policy-detail", "PATCH"): _POLICY_UPDATE,
+    ("policy-edit", "POST"): _POLICY_UPDATE,
+    ("api:policy-assign", "POST"): GovernedWrite("model.policy", "registry.registeredmodel", "model", ("policy",)),
+    ("model-policy", "POST"): GovernedWrite("model.policy", "registry.registeredmodel", inputs=("policy",)),
+    ("api:evaluationrun-list", "POST"): GovernedWrite(
+        "evaluation.request", "registry.modelversion", "version", ("kind", "target_column")
+    ),
+    ("evaluation-request", "POST"): GovernedWrite(
+        "evaluation.request", "registry.modelversion", inputs=("kind", "target_column")
+    ),
+}
+
+
+def governed_write(request) -> GovernedWrite | None:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return None
+    return GOVERNED_WRITES.get((match.view_name, request.method))
+
+
+def _short(value):
+    if isinstance(value, list | tuple):
+        return [_short(v) for v in list(value)[:10]]
+    return value if isinstance(value, int | bool | type(None)) else str(value)[:80]
+
+
+def _field(data, name: str):
+    """A request field as sent: a list when a form repeats it (scopes), else the one value."""
+    if hasattr(data, "getlist"):
+        values = data.getlist(name)
+        return values if len(values) > 1 else (values[0] if values else None)
+    return data.get(name)
+
+
+def _subject(write: GovernedWrite, request, data) -> tuple[str, str, int | None]:
+    """(object type, object id, team id) of what the refused write was aimed at, as far as known."""
+    from django.apps import apps
+
+    raw = request.resolver_match.kwargs.get("pk") if not write.subject_field else data.get(write.subject_field)
+    if not write.subject or raw in (None, ""):
+        return "request", f"{request.method} {request.path}"[:200], None
+    object_id = str(raw)[:200]
+    team_id = None
+    if object_id.isascii() and object_id.isdigit():
+        obj = apps.get_model(write.subject).objects.filter(pk=int(object_id)).first()
+        team_id = getattr(obj, "audit_team_id", None) if obj is not None else None
+    return write.subject, object_id, team_id
+
+
+def record_refusal(
+    *, action: str, exc: DomainError, actor=None, obj=None, object_type: str | None = None,
+    object_id: str | None = None, team_id: int | None = None, changes: dict | None = None,
+) -> None:  # fmt: skip
+    """Record ``<action>.refused`` with the refusal's code and sentence, outside the failed transaction.
+
+    The one writer of refusal events: the API's exception handler and the UI's ``show_domain_error``
+    call it for the routes in ``GOVERNED_WRITES``; a service that refuses with more context (the
+    object a decision was about) may call it itself. Either way an exception is recorded once.
+    """
+    from governance.audit import services as audit
+
+    if getattr(exc, "refusal_recorded", False):
+        return
+    with transaction.atomic():
+        audit.record(
+            action=f"{action}.refused", obj=obj, object_type=object_type, object_id=object_id, team_id=team_id,
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            changes={**(changes or {}), "code": exc.code, "detail": exc.detail},
+        )  # fmt: skip
+    exc.refusal_recorded = True
+
+
+def record_refused_write(request, exc: DomainError, data=None) -> None:
+    """Audit a refused write where the API and the UI meet a refusal: a 403 is a
+    ``permission.denied`` (whatever was attempted), and a refusal of a governed write (any status)
+    is also ``<action>.refused`` with what it was aimed at, so each action's trail shows them."""
+    if request is None or request.method in ("GET", "HEAD", "OPTIONS") or exc.status >= 500:
+        return  # a 5xx is no refusal: nothing was judged
+    if exc.status == 403:
+        record_denied_write(request, exc.code, exc.detail)
+    write = governed_write(request)
+    if write is None:
+        return
+    if data is None:
+        data = request.POST
+    object_type, object_id, team_id = _subject(write, request, data)
+    inputs = {name: _short(value) for name in write.inputs if (value := _field(data, name)) not in (None, "", [])}
+    record_refusal(
+        action=write.action, exc=exc, actor=getattr(request, "user", None), object_type=object_type,
+        object_id=object_id, team_id=team_id, changes={"request": f"{request.method} {request.path}"[:200], **inputs},
+    )  # fmt: skip
+
+
 def api_exception_handler(exc, context):
     from rest_framework.views import exception_handler  # not at import: DRF's views import our settings' classes
 
     request = context.get("request")
+    if is_transient_db_error(exc):  # a write the service layer could not retry: the client can
+        logger.warning("Answered 503 after a transient database error: %s", exc)
+        exc = Busy(BUSY_DETAIL)
     if isinstance(exc, DomainError):
         body = {"code": exc.code, "detail": exc.detail}
         if exc.fields:
             body["fields"] = exc.fields
-        if exc.status == 403:
-            record_denied_write(request, exc.code, exc.detail)
+        record_refused_write(request, exc, data=_request_data(request))
         return Response(body, status=exc.status)
     if isinstance(exc, Http404):
         exc = drf.NotFound("Not found, or you do not have access to it.")
@@ -121,3 +280,14 @@ def api_exception_handler(exc, context):
             record_denied_write(request, code, str(detail))
     response.data = body
     return response
+
+
+def _request_data(request):
+    """The parsed body, when parsing it went well: a refusal is recorded even for a body that did not."""
+    if request is None:
+        return {}
+    try:
+        data = request.data
+    except Exception:  # the body itself was refused (too large, malformed)
+        return {}
+    return data if hasattr(data, "get") else {}

@@ -1,6 +1,11 @@
+import logging
+
 from django.middleware.gzip import GZipMiddleware
 
 from governance.audit import context
+from governance.core.errors import BUSY_DETAIL, Busy, is_transient_db_error
+
+logger = logging.getLogger(__name__)
 
 
 class GZipPagesMiddleware(GZipMiddleware):
@@ -41,3 +46,23 @@ class AuditContextMiddleware:
         if request.user.is_authenticated:
             context.set_actor(request.user)
         return self.get_response(request)
+
+
+class TransientDatabaseErrorMiddleware:
+    """A deadlock or serialization failure that reached a view (the service layer retries once,
+    ``governance.core.retry``) is a 503 ``busy_retry`` that asks to send the request again, not a 500.
+    The API's exception handler does the same for API views."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not (isinstance(exception, Busy) or is_transient_db_error(exception)):
+            return None
+        from governance.core.views import error_response
+
+        logger.warning("Answered 503 after a transient database error: %s", exception)
+        return error_response(request, 503, Busy.code, BUSY_DETAIL)

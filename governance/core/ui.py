@@ -5,16 +5,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 
-from governance.core.errors import DomainError, record_denied_write
+from governance.core.errors import DomainError, record_refused_write
 
 
 def show_domain_error(request, exc: DomainError, form: forms.Form | None = None) -> None:
     """Show a service's refusal where the person acted: on the form, or as a message.
 
-    A refusal for lack of a role is evidence, as it is for the API: it goes to the audit log.
+    A refusal is evidence, as it is for the API: a 403, and any refusal of a governed write, go to
+    the audit log (``record_refused_write``).
     """
-    if exc.status == 403:
-        record_denied_write(request, exc.code, exc.detail)
+    record_refused_write(request, exc)
     if form is None:
         messages.error(request, exc.detail)
         return

@@ -4,10 +4,13 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 
-def _error(request, status: int, code: str, detail: str):
+def error_response(request, status: int, code: str, detail: str):
     if request.path.startswith("/api/"):
         return JsonResponse({"code": code, "detail": detail}, status=status)
     return render(request, "error.html", {"status": status, "code": code, "detail": detail}, status=status)
+
+
+_error = error_response
 
 
 def bad_request(request, exception=None):

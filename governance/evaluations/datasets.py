@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files import File
 
 from governance.core.errors import ValidationFailed
+from workers.engines.fairness import sensitive_column_problem
 
 CHUNK = 1024 * 1024
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -119,4 +120,9 @@ def check(stored: Stored, *, storage, target_column: str, sensitive_features: li
                 "label them (for example 'unknown') so that no group is silently dropped.",
                 code="empty_group",
             )
+        # its values become group labels in the stored result: never identifiers (the worker checks again)
+        problem = sensitive_column_problem(frame[column], column, max_groups=settings.EVALUATION_MAX_SENSITIVE_GROUPS)
+        if problem is not None:
+            code, sentence = problem
+            raise ValidationFailed(sentence, code=code, fields={"sensitive_features": sentence})
     return Summary(rows=len(frame), columns=columns)

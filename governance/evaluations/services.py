@@ -1,9 +1,13 @@
 """Evaluation writes: request a run (data validated before queuing), and the worker's steps.
 
-The worker calls ``run_start``, ``run_progress``, ``run_finish`` / ``run_fail``: each is
+The worker calls ``run_start``, ``run_progress`` / ``run_renew``, ``run_finish`` / ``run_fail``: each is
 idempotent under the run's row lock, so a task delivered twice (``acks_late``) neither runs a
-finished evaluation again nor duplicates its result. A finished run's result joins the version's
-evidence, which re-freezes an open review (``registry.signals.evidence_changed``).
+finished evaluation again nor duplicates its result. ``run_start`` gives the worker the run's lease
+(``governance.core.leases``), and the worker's later steps name it: a message delivered again while
+the run is being worked on does nothing, and a worker that lost the lease changes nothing. A run whose
+worker died is re-queued, or failed with ``worker_lost``, by ``runs_recover_lost`` (beat). A finished
+run's result joins the version's evidence, which re-freezes an open review
+(``registry.signals.evidence_changed``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.audit.chain import canonical_json
 from governance.celery import enqueue_on_commit
+from governance.core import leases, locks
 from governance.core.errors import Conflict, NotFound, ValidationFailed
+from governance.core.retry import retry_once
 from governance.evaluations import datasets, params
 from governance.evaluations.models import ACTIVE, EvaluationKind, EvaluationRun, RunStatus
 from governance.registry.models import ModelVersion
 from governance.registry.signals import evidence_changed
 
 REQUESTERS = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
+WORKER_LOST = "worker_lost"
 
 
 def data_storage():
@@ -39,6 +46,7 @@ class Requested:
     created: bool  # False: the same evaluation was already queued, running or done
 
 
+@retry_once
 def run_request(
     *, actor, version: ModelVersion, kind: str, data=None, data_from: EvaluationRun | None = None,
     target_column: str = "", sensitive_features: list | None = None, parameters: dict | None = None,
@@ -86,6 +94,9 @@ def run_request(
             canonical_json([kind, chosen, target_column, sensitive, stored.sha256, version.artifact_sha256]).encode()
         ).hexdigest()
         with transaction.atomic():
+            # lock order (governance/audit/services.py): the version row before the chain head; the
+            # run's foreign key would otherwise take this lock at commit, after it
+            locks.key_share(ModelVersion, version.pk)
             existing = _current(version, digest)
             if existing is not None:
                 data_storage().delete(stored.path)
@@ -101,7 +112,8 @@ def run_request(
             return Requested(run, True)
     except IntegrityError:  # the same evaluation requested at the same moment: the other request won
         data_storage().delete(stored.path)
-        existing = _current(version, digest)
+        with transaction.atomic():
+            existing = _current(version, digest)
         if existing is None:
             raise
         return Requested(existing, False)
@@ -154,13 +166,21 @@ def runs_auto_request(*, actor, version: ModelVersion, kinds: list[str]) -> list
 
 
 def _current(version: ModelVersion, digest: str) -> EvaluationRun | None:
-    return (
-        EvaluationRun.objects.filter(
-            version=version, parameters_digest=digest, status__in=[*ACTIVE, RunStatus.SUCCEEDED]
-        )
+    """The queued, running or successful run of this evaluation; never one whose worker was lost (its
+    lease ran out before the sweep came by): that one is re-queued first, or failed if it has had its
+    last start, and then there is none. Inside the caller's transaction."""
+    wanted = [*ACTIVE, RunStatus.SUCCEEDED]
+    run = (
+        EvaluationRun.objects.filter(version=version, parameters_digest=digest, status__in=wanted)
         .order_by("-id")
         .first()
     )
+    if run is None or run.status != RunStatus.RUNNING or leases.is_held(run):
+        return run
+    run = _locked(run.pk)
+    if run.status == RunStatus.RUNNING and not leases.is_held(run) and not _recover(run, enqueue=True):
+        return None
+    return run if run.status in wanted else None
 
 
 def _locked(run_id: int) -> EvaluationRun:
@@ -175,81 +195,166 @@ def _locked(run_id: int) -> EvaluationRun:
     return run
 
 
+@retry_once
 @transaction.atomic
 def run_start(*, run_id: int, host: str) -> EvaluationRun | None:
-    """Mark the run running; ``None`` when there is nothing to do (finished, cancelled, redelivered)."""
+    """Mark the run running under a new lease (``run.lease_token``, which the worker's later calls
+    name); ``None`` when there is nothing to do: the run ended (finished, cancelled), or another
+    execution holds its lease (the same message delivered twice).
+
+    A run still running whose lease ran out lost its worker, and this is its message delivered again:
+    it starts over here (as the sweep would have re-queued it), unless it has had its last start
+    (``TASK_LEASE_MAX_ATTEMPTS``): then it fails with ``worker_lost``."""
     run = _locked(run_id)
-    if run.status not in ACTIVE:
+    if run.status not in ACTIVE or leases.is_held(run):
         return None
-    run.status = RunStatus.RUNNING
-    run.started_at = timezone.now()
-    run.attempts += 1
-    run.progress, run.progress_message = 0.0, f"Started on {host[:80]}"
-    run.save(update_fields=["status", "started_at", "attempts", "progress", "progress_message"])
+    if run.status == RunStatus.RUNNING and not _recover(run, enqueue=False):
+        return None
+    taken = leases.take(
+        EvaluationRun.objects.filter(status__in=ACTIVE), pk=run.pk, status=RunStatus.RUNNING,
+        started_at=timezone.now(), progress=0.0, progress_message=f"Started on {host[:80]}",
+    )  # fmt: skip
+    if taken is None:
+        return None
+    run.refresh_from_db(fields=["status", "started_at", "attempts", "progress", "progress_message", "lease_token",
+                                "lease_expires_at"])  # fmt: skip
     return run
 
 
-def run_progress(*, run_id: int, percent: float, message: str = "") -> bool:
-    """Record progress (not a governed write: no audit). False once the run was cancelled."""
-    updated = EvaluationRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        progress=max(0.0, min(100.0, float(percent))), progress_message=message[:200]
-    )
-    return bool(updated)
+def run_progress(*, run_id: int, percent: float, message: str = "", lease: str | None = None) -> bool:
+    """Record progress (not a governed write: no audit), renewing the lease ``lease`` names. False once
+    the run was cancelled, or its lease went to another execution: the worker stops. Without ``lease``
+    (a caller that is not a leased worker) only the status is checked."""
+    running = EvaluationRun.objects.filter(status=RunStatus.RUNNING)
+    progress = {"progress": max(0.0, min(100.0, float(percent))), "progress_message": message[:200]}
+    if lease is None:
+        return bool(running.filter(pk=run_id).update(**progress))
+    return leases.renew(running, pk=run_id, token=lease, **progress)
+
+
+def run_renew(*, run_id: int, lease: str) -> bool:
+    """Extend the worker's lease while an engine step is long (the task's heartbeat); False as above."""
+    return leases.renew(EvaluationRun.objects.filter(status=RunStatus.RUNNING), pk=run_id, token=lease)
+
+
+def _holds(run: EvaluationRun, lease: str | None) -> bool:
+    """Whether the caller may still write the run's outcome: it names the lease the run is under (a
+    caller without one, not a leased worker, only needs the run to be in progress)."""
+    return lease is None or run.lease_token == lease
+
+
+def runs_recover_lost(*, limit: int = 200) -> dict:
+    """Re-queue the running runs whose lease ran out (their worker died), or fail with ``worker_lost``
+    those that had their last start; their data is deleted when they end. Beat runs it through
+    ``governance.core.leases.recover_expired``; each run in a transaction of its own."""
+    lost = EvaluationRun.objects.filter(status=RunStatus.RUNNING).filter(leases.not_held()).order_by("id")
+    counts = {"requeued": 0, "failed": 0}
+    for run_id in lost.values_list("pk", flat=True)[:limit]:
+        outcome = _recover_lost(run_id=run_id)
+        if outcome is not None:
+            counts[outcome] += 1
+    return counts
+
+
+@retry_once
+@transaction.atomic
+def _recover_lost(*, run_id: int) -> str | None:
+    run = _locked(run_id)
+    if run.status != RunStatus.RUNNING or leases.is_held(run):  # it ended, or a worker took it, meanwhile
+        return None
+    return "requeued" if _recover(run, enqueue=True) else "failed"
+
+
+def _recover(run: EvaluationRun, *, enqueue: bool) -> bool:
+    """``run`` (locked) is running and nobody holds its lease: its worker was lost. Back to the queue
+    (the message sent again when ``enqueue``), or, after its last allowed start, failed with
+    ``worker_lost`` and its data deleted. True when it was re-queued."""
+    if run.attempts >= leases.max_attempts():
+        _end_failed(
+            run, code=WORKER_LOST,
+            message=f"The worker running this evaluation was lost (stopped without finishing) {run.attempts} "
+            f"time{'s' if run.attempts != 1 else ''}; it was not started again. Request it again.",
+        )  # fmt: skip
+        return False
+    before = {"status": run.status, "attempts": run.attempts}
+    run.status = RunStatus.QUEUED
+    run.progress, run.progress_message = 0.0, "Queued again: the worker running it was lost"
+    run.save(update_fields=["status", "progress", "progress_message", *leases.release(run)])
+    audit.record(
+        action="evaluation.requeue", obj=run, before=before, after={"status": run.status, "reason": WORKER_LOST},
+        actor=None,
+    )  # fmt: skip
+    if enqueue:
+        enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=run.requested_by)
+    return True
 
 
 def _result_digest(kind: str, result: dict, figures: dict, artifact_sha256: str) -> str:
     return hashlib.sha256(canonical_json([kind, artifact_sha256, result, figures]).encode()).hexdigest()
 
 
+@retry_once
 @transaction.atomic
 def run_finish(
-    *, run_id: int, result: dict, figures: dict, environment: dict, artifact_sha256: str
+    *, run_id: int, result: dict, figures: dict, environment: dict, artifact_sha256: str, lease: str | None = None
 ) -> EvaluationRun | None:
     """Store the aggregates and figures, delete the data unless retained, and add the result to the
-    version's evidence. A run cancelled meanwhile keeps its state and the result is dropped."""
+    version's evidence. A run cancelled meanwhile keeps its state and the result is dropped; so does a
+    run whose lease ``lease`` no longer holds (another execution took it over)."""
+    # The version's lock first (the lock order of governance/audit/services.py), as a review request
+    # holds it: the new evidence and a request opened at the same moment are ordered, so the request
+    # freezes with this result or is re-frozen by it.
+    ModelVersion.objects.select_for_update(of=("self",)).filter(evaluation_runs=run_id).first()
     run = _locked(run_id)
-    if run.status != RunStatus.RUNNING:
+    if run.status != RunStatus.RUNNING or not _holds(run, lease):
         return None
-    # the version's lock, as a review request holds it: the new evidence and a request opened at the
-    # same moment are ordered, so the request freezes with this result or is re-frozen by it
-    ModelVersion.objects.select_for_update().filter(pk=run.version_id).first()
     run.status = RunStatus.SUCCEEDED
     run.progress, run.progress_message = 100.0, "Done"
     run.finished_at = timezone.now()
     run.result, run.figures, run.environment = result, figures, environment
     run.artifact_sha256 = artifact_sha256
     run.result_digest = _result_digest(run.kind, result, figures, artifact_sha256)
+    leases.release(run)
     _drop_data(run)
     run.save()
+    # the receivers lock the version's review rows: before the chain head, which is taken last
+    evidence_changed.send(
+        sender=EvaluationRun, version=run.version, actor=None,
+        reason=f"A {run.get_kind_display().lower()} evaluation (run #{run.pk}) finished.",
+    )  # fmt: skip
     audit.record(
         action="evaluation.succeed", obj=run,
         after={"kind": run.kind, "result_digest": run.result_digest, "artifact_sha256": artifact_sha256,
                "environment": environment},
         actor=None,
     )  # fmt: skip
-    evidence_changed.send(
-        sender=EvaluationRun, version=run.version, actor=None,
-        reason=f"A {run.get_kind_display().lower()} evaluation (run #{run.pk}) finished.",
-    )  # fmt: skip
     return run
 
 
+@retry_once
 @transaction.atomic
-def run_fail(*, run_id: int, code: str, message: str) -> EvaluationRun | None:
-    """End the run with an error a person can act on (never containing data rows)."""
+def run_fail(*, run_id: int, code: str, message: str, lease: str | None = None) -> EvaluationRun | None:
+    """End the run with an error a person can act on (never containing data rows); nothing when it
+    ended already or its lease ``lease`` no longer holds."""
     run = _locked(run_id)
-    if run.status not in ACTIVE:
+    if run.status not in ACTIVE or not _holds(run, lease):
         return None
+    _end_failed(run, code=code, message=message)
+    return run
+
+
+def _end_failed(run: EvaluationRun, *, code: str, message: str) -> None:
     run.status = RunStatus.FAILED
     run.finished_at = timezone.now()
     run.error_code, run.error_message = code[:40], message[:500]
     run.progress_message = "Failed"
+    leases.release(run)
     _drop_data(run)
     run.save()
     audit.record(action="evaluation.fail", obj=run, after={"error_code": run.error_code}, actor=None)
-    return run
 
 
+@retry_once
 @transaction.atomic
 def run_cancel(*, actor, run: EvaluationRun) -> EvaluationRun:
     require_scope(actor, "write")
@@ -264,6 +369,7 @@ def run_cancel(*, actor, run: EvaluationRun) -> EvaluationRun:
     run.status = RunStatus.CANCELLED
     run.finished_at = timezone.now()
     run.progress_message = f"Cancelled by {actor.get_username()}"
+    leases.release(run)
     _drop_data(run)
     run.save()
     audit.record(action="evaluation.cancel", obj=run, before=before, after={"status": run.status}, actor=actor)

@@ -17,6 +17,7 @@ class EventKind(models.TextChoices):
     REVIEW_DECIDED = "review.decided", "Review decided"
     REVIEW_STALE = "review.stale", "Review stale"
     APPROVAL_EXPIRING = "approval.expiring", "Approval expiring"
+    ARTIFACT_INTEGRITY_FAILED = "artifact.integrity_failed", "Artifact integrity check failed"
 
 
 # A test delivery from "send test": every webhook receives it, whatever it subscribed to.

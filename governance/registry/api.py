@@ -12,7 +12,8 @@ from rest_framework.response import Response
 from governance.accounts.selectors import team_list
 from governance.audit.api import AuditEventSerializer, paginated_trail
 from governance.core.api import FlatInput, errors, validated
-from governance.core.errors import NotFound
+from governance.core.errors import Conflict, NotFound
+from governance.core.jsoninput import JSONField
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.registry import artifacts, selectors, services, validation
 from governance.registry.filters import ModelFilter, VersionFilter
@@ -68,6 +69,11 @@ class ModelPatchIn(serializers.Serializer):
     owners = serializers.ListField(child=serializers.CharField(), required=False)
 
 
+class RetierIn(serializers.Serializer):
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices)
+    reason = serializers.CharField(max_length=2000, help_text="Why the tier changes; kept in the audit log.")
+
+
 def _users(usernames: list[str]):
     found = list(User.objects.filter(username__in=usernames))
     missing = sorted(set(usernames) - {u.username for u in found})
@@ -101,7 +107,12 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        summary="Edit a model", request=ModelPatchIn, responses={200: ModelOut, **errors(400, 403, 404, 409)}
+        summary="Edit a model",
+        description="The risk tier is not edited here: sending another tier than the current one is refused with "
+        "400 `risk_tier_is_an_action` (use `POST /api/v1/models/{id}/risk-tier/`). A change of the use case, "
+        "description, KPIs or owners re-freezes the open and approved reviews of the model's versions.",
+        request=ModelPatchIn,
+        responses={200: ModelOut, **errors(400, 403, 404, 409)},
     )
     def partial_update(self, request, pk=None):
         data = validated(ModelPatchIn, request.data)
@@ -113,6 +124,21 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
     def destroy(self, request, pk=None):
         services.model_delete(actor=request.user, model=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Change the model's risk tier (team admins and approvers, with a reason)",
+        description="The tier chooses the model's default approval policy. Every open or approved review of the "
+        "model's versions is frozen again: approvals given so far stop counting, approved versions go back to "
+        "review under the new tier's policy, and reviewers are told. 403 for other roles (authors included), "
+        "400 without a reason, 409 `risk_tier_unchanged` for the current tier.",
+        request=RetierIn,
+        responses={200: ModelOut, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path="risk-tier")
+    def risk_tier(self, request, pk=None):
+        data = validated(RetierIn, request.data)
+        model = services.model_retier(actor=request.user, model=self.get_object(), **data)
+        return Response(ModelOut(model).data)
 
     @extend_schema(summary="Audit trail of this model", responses={200: AuditEventSerializer(many=True)})
     @action(detail=True, methods=["get"])
@@ -229,14 +255,14 @@ class VersionMetaFields(serializers.Serializer):
     evaluation_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_fingerprint = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    hyperparameters = serializers.JSONField(required=False, validators=[_checked(validation.hyperparameters_problem)])
-    metrics = serializers.JSONField(required=False, validators=[_checked(validation.metrics_problem)])
-    tags = serializers.JSONField(required=False, validators=[_checked(validation.tags_problem)])
+    hyperparameters = JSONField(required=False, validators=[_checked(validation.hyperparameters_problem)])
+    metrics = JSONField(required=False, validators=[_checked(validation.metrics_problem)])
+    tags = JSONField(required=False, validators=[_checked(validation.tags_problem)])
 
 
 class VersionIn(FlatInput, VersionMetaFields):
     model = serializers.IntegerField()
-    training_profile = serializers.JSONField(
+    training_profile = JSONField(
         binary=True, required=False, validators=[_checked(validation.training_profile_problem)],
         help_text="Statistics of the training data (manage.py profile_data train.csv); evaluation data is "
         "compared with it by data-quality runs.",
@@ -371,7 +397,12 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def artifact(self, request, pk=None):
         version = self.get_object()
-        chunks = artifacts.open_verified(version.artifact_path, sha256=version.artifact_sha256)
+        try:
+            chunks = artifacts.open_verified(version.artifact_path, sha256=version.artifact_sha256)
+        except Conflict as exc:
+            if exc.code in artifacts.PROBLEMS:  # the same finding as the integrity scrub's: it fails the gate
+                services.artifact_integrity_record(sha256=version.artifact_sha256, problem=exc.code)
+            raise
         response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
         response["Content-Length"] = str(version.artifact_size)
         response["Content-Disposition"] = f'attachment; filename="{version.artifact_name.replace(chr(34), "")}"'

@@ -65,20 +65,36 @@ def store_upload(upload, *, expected_sha256: str | None = None) -> StoredArtifac
     return StoredArtifact(sha256=sha256, size=size, path=path)
 
 
-def open_verified(path: str, *, sha256: str) -> Iterator[bytes]:
-    """Check the stored bytes against the recorded digest now, then hand back a chunk iterator."""
+# What a stored artifact can be found to be, by ``check``: the codes the API refuses a download
+# with, recorded on the versions of that artifact, and named by their gate line.
+DIGEST_MISMATCH = "artifact_digest_mismatch"
+MISSING = "artifact_missing"
+PROBLEMS = {
+    DIGEST_MISMATCH: "The stored artifact no longer matches its recorded sha256; refusing to serve it.",
+    MISSING: "The artifact file is missing from storage.",
+}
+
+
+def check(path: str, *, sha256: str) -> str | None:
+    """Re-hash the stored bytes now: ``None`` when they match ``sha256``, else the problem's code."""
     store = storage()
     if not store.exists(path):
-        raise Conflict("The artifact file is missing from storage.", code="artifact_missing")
+        return MISSING
     digest = hashlib.sha256()
-    with store.open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != sha256:
-        raise Conflict(
-            "The stored artifact no longer matches its recorded sha256; refusing to serve it.",
-            code="artifact_digest_mismatch",
-        )
+    try:
+        with store.open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(chunk)
+    except FileNotFoundError:  # removed between the two calls
+        return MISSING
+    return None if digest.hexdigest() == sha256 else DIGEST_MISMATCH
+
+
+def open_verified(path: str, *, sha256: str) -> Iterator[bytes]:
+    """Check the stored bytes against the recorded digest now, then hand back a chunk iterator."""
+    problem = check(path, sha256=sha256)
+    if problem is not None:
+        raise Conflict(PROBLEMS[problem], code=problem)
     return _chunks(path)
 
 

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.files import File
 
+from governance.core import jsoninput
 from governance.registry import artifacts, validation
 from governance.registry.models import CARD_SECTIONS, ArtifactFormat, Framework, RiskTier, Stage
 
@@ -24,11 +25,13 @@ def _json_field_value(raw: str, *, what: str, example: str):
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return jsoninput.loads(raw)
     except json.JSONDecodeError as exc:
         raise forms.ValidationError(
             f"{what} must be valid JSON, e.g. {example} ({exc.msg}, line {exc.lineno})."
         ) from None
+    except jsoninput.UnusableJSON as exc:
+        raise forms.ValidationError(f"{what}: {exc.problem.message}", code=exc.problem.code) from None
 
 
 class ModelCreateForm(forms.Form):
@@ -243,6 +246,14 @@ class TransitionForm(forms.Form):
         max_length=2000,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Reason (kept in the audit log)"}),
+    )
+
+
+class RetierForm(forms.Form):
+    risk_tier = forms.ChoiceField(choices=RiskTier.choices, label="New risk tier")
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Why the tier changes (kept in the audit log)"}),
     )
 
 

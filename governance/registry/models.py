@@ -72,6 +72,11 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
 # Metadata can change only before review; afterwards a change needs a new version.
 EDITABLE_STAGES = frozenset({Stage.DRAFT, Stage.CHANGES_REQUESTED})
 
+# Stages whose version is never served again, whatever approvals it holds: the gate fails them.
+NEVER_SERVED_STAGES = frozenset({Stage.REJECTED, Stage.DEPRECATED, Stage.RETIRED})
+# Stages that hold an open or approved review, which a change of the evidence re-freezes.
+REVIEWED_STAGES = frozenset({Stage.IN_REVIEW, Stage.APPROVED})
+
 
 class Framework(models.TextChoices):
     SKLEARN = "sklearn", "scikit-learn"
@@ -176,6 +181,12 @@ class ModelVersion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     stage_changed_at = models.DateTimeField(null=True, blank=True)
 
+    # The last re-hash of the stored artifact bytes (the integrity scrub, or a download that found
+    # them changed): None until first checked. A failed check fails the version's gate.
+    integrity_checked_at = models.DateTimeField(null=True, blank=True)
+    integrity_ok = models.BooleanField(null=True, blank=True)
+    integrity_problem = models.CharField(max_length=40, blank=True)
+
     class Meta:
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["model", "number"], name="version_number_unique_per_model")]
@@ -183,6 +194,9 @@ class ModelVersion(models.Model):
             models.Index(fields=["artifact_sha256"], name="version_sha256_idx"),  # exact lookups only
             models.Index(fields=["model", "-id"], name="version_model_id_idx"),
             models.Index(fields=["stage", "-id"], name="version_stage_idx"),
+            # the integrity scrub's order: never checked (IS NULL) first, then the oldest check; a
+            # plain index serves both halves on PostgreSQL and SQLite (which has no NULLS FIRST index)
+            models.Index(fields=["integrity_checked_at", "id"], name="version_integrity_due_idx"),
         ]
 
     def __str__(self):

@@ -3,23 +3,28 @@ people can act at once, and records its audit event in the same transaction."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from governance.accounts.models import Team
+from governance.accounts.models import Role, Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.celery import enqueue_on_commit
 from governance.core import sql
 from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
+from governance.core.retry import retry_once
 from governance.registry import artifacts, signals, validation
 from governance.registry.models import (
     CARD_SECTION_KEYS,
     CARD_SECTION_MIN_CHARS,
     EDITABLE_STAGES,
+    REVIEWED_STAGES,
     TRANSITIONS,
     ArtifactFormat,
     Framework,
@@ -33,6 +38,11 @@ from governance.registry.models import (
 User = get_user_model()
 
 MODEL_EDITABLE = ("name", "description", "use_case", "risk_tier", "business_kpis")
+# Model fields a review relies on: changing one re-freezes the open and approved reviews of the
+# model's versions (they are in the evidence digest). The risk tier also chooses the policy, so it
+# changes only through its own action, ``model_retier``.
+MODEL_REVIEWED = ("description", "use_case", "business_kpis", "owners")
+RETIER_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
 VERSION_EDITABLE = (
     "description", "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
     "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
@@ -113,6 +123,7 @@ def model_create(
     return model
 
 
+@retry_once
 @transaction.atomic
 def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) -> RegisteredModel:
     require_scope(actor, "write")
@@ -123,6 +134,14 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
         raise ValidationFailed(f"These fields cannot be changed: {', '.join(sorted(unknown))}.", code="read_only_field")
     if "risk_tier" in changes:
         _check_choice(changes["risk_tier"], RiskTier, "risk tier")
+        if changes.pop("risk_tier") != model.risk_tier:  # sending the current tier back is no change
+            raise ValidationFailed(
+                "The risk tier chooses the approval policy, so it is not edited with the model: a team admin or "
+                f"approver changes it, with a reason, through POST /api/v1/models/{model.pk}/risk-tier/ (or the "
+                "form on the model's page), and the model's reviews are frozen again.",
+                code="risk_tier_is_an_action",
+                fields={"risk_tier": "Change it through the risk-tier action."},
+            )
     if "name" in changes and (
         RegisteredModel.objects.filter(team_id=model.team_id, name__iexact=changes["name"])
         .exclude(pk=model.pk)
@@ -145,8 +164,70 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
         raise Conflict(f"{model.team} already has a model named '{model.name}'.", code="duplicate_name") from None
     if new_owners is not None:
         model.owners.set(new_owners)
+    reviewed = [field for field in MODEL_REVIEWED if before.get(field) != after.get(field)]
+    if reviewed:
+        _refreeze_reviews(model, actor=actor, reason=f"The model's {', '.join(reviewed).replace('_', ' ')} changed.")
     audit.record(action="model.update", obj=model, before=before, after=after, actor=actor)
     return model
+
+
+@retry_once
+@transaction.atomic
+def model_retier(*, actor, model: RegisteredModel, risk_tier: str, reason: str) -> RegisteredModel:
+    """Change the model's risk tier, which chooses its default approval policy.
+
+    A governed action of its own, not a field edit: team admins and approvers only (never a
+    plain author), with a reason, audited. Every open or approved review of the model's versions
+    is frozen again (an approved version goes back to review, and its reviewers are told), and
+    the review takes the policy of the new tier when no policy is assigned to the model.
+    """
+    require_scope(actor, "admin")
+    require(actor, "model.retier", team_id=model.team_id, roles=RETIER_ROLES, what="change a model's risk tier")
+    _check_choice(risk_tier, RiskTier, "risk tier")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            "Say why the risk tier changes: the reason is kept in the audit log.",
+            code="reason_required",
+            fields={"reason": "Required."},
+        )
+    model = _locked(RegisteredModel.objects.all(), model.pk)
+    if model.risk_tier == risk_tier:
+        raise Conflict(
+            f"{model.name} is already in the {RiskTier(risk_tier).label.lower()} risk tier.", code="risk_tier_unchanged"
+        )
+    before = {"risk_tier": model.risk_tier}
+    model.risk_tier = risk_tier
+    model.save(update_fields=["risk_tier", "updated_at"])
+    _refreeze_reviews(
+        model, actor=actor,
+        reason=f"The model's risk tier changed from {RiskTier(before['risk_tier']).label.lower()} to "
+        f"{RiskTier(risk_tier).label.lower()}: {reason[:120]}",
+    )  # fmt: skip
+    audit.record(
+        action="model.retier", obj=model, before=before, after={"risk_tier": risk_tier}, changes={"reason": reason},
+        actor=actor,
+    )  # fmt: skip
+    return model
+
+
+def _refreeze_reviews(model: RegisteredModel, *, actor, reason: str) -> None:
+    """Tell the approvals (through ``evidence_changed``) that the evidence of every version of the
+    model under review or approved changed, inside this transaction and before the caller's audit
+    record. In the lock order of ``governance/audit/services.py``: the versions in id order, then
+    their review requests, all before the first receiver records an event (the chain head)."""
+    versions = list(
+        ModelVersion.objects.select_for_update(of=("self",))
+        .select_related("model")
+        .filter(model_id=model.pk, stage__in=REVIEWED_STAGES)
+        .order_by("id")
+    )
+    if not versions:
+        return
+    reviews = ModelVersion._meta.get_field("approval_requests").related_model  # the approvals app's, unimported
+    list(reviews.objects.select_for_update(of=("self",)).filter(version__in=versions).order_by("id").values("id"))
+    for version in versions:
+        signals.evidence_changed.send(sender=RegisteredModel, version=version, actor=actor, reason=reason)
 
 
 @transaction.atomic
@@ -171,6 +252,7 @@ def model_delete(*, actor, model: RegisteredModel) -> None:
 # --- versions -------------------------------------------------------------------------------
 
 
+@retry_once
 def version_create(
     *,
     actor,
@@ -232,6 +314,7 @@ def _next_version_number(*, model: RegisteredModel, now) -> int:
     return number
 
 
+@retry_once
 @transaction.atomic
 def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVersion:
     require_scope(actor, "write")
@@ -261,6 +344,7 @@ def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVers
     return version
 
 
+@retry_once
 @transaction.atomic
 def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "") -> ModelVersion:
     """Move a version one step through the lifecycle, if the table allows it and the actor holds the role."""
@@ -314,6 +398,7 @@ def _move(version: ModelVersion, to: str, *, actor, reason: str) -> ModelVersion
     return version
 
 
+@retry_once
 @transaction.atomic
 def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersion:
     """Store what the worker found when it re-read the artifact (task source, original actor)."""
@@ -323,10 +408,11 @@ def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersio
     before = {"artifact_metadata": version.artifact_metadata}
     version.artifact_metadata = metadata
     version.save(update_fields=["artifact_metadata", "updated_at"])
-    audit.record(action="version.artifact_inspected", obj=version, before=before, after={"artifact_metadata": metadata})
+    # the receivers lock the version's review rows: before the chain head, which is taken last
     signals.evidence_changed.send(
         sender=ModelVersion, version=version, actor=None, reason="The artifact inspection recorded new findings."
     )
+    audit.record(action="version.artifact_inspected", obj=version, before=before, after={"artifact_metadata": metadata})
     return version
 
 
@@ -338,6 +424,7 @@ def card_completeness(sections: dict[str, str]) -> int:
     return round(100 * filled / len(CARD_SECTION_KEYS))
 
 
+@retry_once
 @transaction.atomic
 def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment: str = "") -> ModelCard:
     """Add a card revision. Sections not given keep their previous text."""
@@ -372,8 +459,113 @@ def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment
     version.card_completeness = completeness
     version.save(update_fields=["card_completeness", "updated_at"])
     before = audit.snapshot(previous) if previous else None
-    audit.record(action="card.save", obj=card, before=before, after=audit.snapshot(card), actor=actor)
+    # the receivers lock the version's review rows: before the chain head, which is taken last
     signals.evidence_changed.send(
         sender=ModelVersion, version=version, actor=actor, reason=f"The model card changed (revision {card.revision})."
     )
+    audit.record(action="card.save", obj=card, before=before, after=audit.snapshot(card), actor=actor)
     return card
+
+
+# --- artifact integrity ---------------------------------------------------------------------
+
+# Bounds of one scrub run (settings INTEGRITY_SCRUB_MAX_ARTIFACTS / INTEGRITY_SCRUB_MAX_BYTES):
+# a run re-hashes artifacts oldest-checked first until either is reached, so the hourly beat walks
+# the whole store in turn (200,000 artifacts in about two weeks) without reading all of it at once.
+SCRUB_MAX_ARTIFACTS = 500
+SCRUB_MAX_BYTES = 4 * 1024**3
+
+
+@dataclass
+class ScrubReport:
+    checked: int = 0
+    bytes: int = 0
+    failed: list[str] = dataclass_field(default_factory=list)  # the sha256 of each artifact that failed
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def artifacts_scrub(*, max_artifacts: int | None = None, max_bytes: int | None = None) -> ScrubReport:
+    """Re-hash stored artifacts, those never checked first and then the longest unchecked, and record
+    each result on every version of that artifact. Stops after ``max_artifacts`` artifacts or once
+    ``max_bytes`` were read (at least one artifact per run, however large). Hashing happens outside
+    any transaction; each result is recorded in a short one of its own."""
+    max_artifacts = max_artifacts or getattr(settings, "INTEGRITY_SCRUB_MAX_ARTIFACTS", SCRUB_MAX_ARTIFACTS)
+    max_bytes = max_bytes or getattr(settings, "INTEGRITY_SCRUB_MAX_BYTES", SCRUB_MAX_BYTES)
+    report, seen = ScrubReport(), set()
+    columns = ("artifact_sha256", "artifact_path", "artifact_size")
+    never = ModelVersion.objects.filter(integrity_checked_at__isnull=True).order_by("id").values(*columns)
+    oldest = ModelVersion.objects.exclude(integrity_checked_at__isnull=True).order_by("integrity_checked_at", "id")
+    while report.checked < max_artifacts:
+        row = never.first() or oldest.values(*columns).first()
+        # a recorded check moves every version of the artifact to the back: meeting one again is a full turn
+        if row is None or row["artifact_sha256"] in seen:
+            break
+        if report.checked and report.bytes + row["artifact_size"] > max_bytes:
+            break
+        sha256 = row["artifact_sha256"]
+        seen.add(sha256)
+        problem = artifacts.check(row["artifact_path"], sha256=sha256)
+        artifact_integrity_record(sha256=sha256, problem=problem)
+        report.checked += 1
+        report.bytes += row["artifact_size"]
+        if problem is not None:
+            report.failed.append(sha256)
+    return report
+
+
+@transaction.atomic
+def artifact_integrity_record(*, sha256: str, problem: str | None, actor=None) -> list[ModelVersion]:
+    """Record a re-hash of the stored artifact ``sha256`` on every version registered with it:
+    ``problem`` is None when the bytes matched, else ``artifacts.DIGEST_MISMATCH`` or ``MISSING``.
+
+    A version whose artifact fails (and had not already failed) gets an audit event and its team
+    a notification; one that passes again after failing gets an audit event too. The failure
+    fails the version's deployment gate until a check passes again. Returns the versions whose
+    state changed."""
+    if problem is not None and problem not in artifacts.PROBLEMS:
+        raise ValueError(f"Unknown artifact problem {problem!r}.")
+    ok, code = problem is None, problem or ""
+    versions = list(
+        ModelVersion.objects.select_for_update(of=("self",))
+        .select_related("model")
+        .filter(artifact_sha256=sha256)
+        .order_by("id")
+    )
+    if not versions:
+        return []
+    ModelVersion.objects.filter(pk__in=[v.pk for v in versions]).update(
+        integrity_checked_at=timezone.now(), integrity_ok=ok, integrity_problem=code
+    )
+    changed = [v for v in versions if v.integrity_ok is not ok or v.integrity_problem != code]
+    if ok:
+        changed = [v for v in changed if v.integrity_ok is False]  # the first pass is news to nobody
+    for version in changed:
+        before = {"integrity_ok": version.integrity_ok, "integrity_problem": version.integrity_problem}
+        version.integrity_ok, version.integrity_problem = ok, code
+        audit.record(
+            action="version.integrity_restored" if ok else "version.integrity_failed", obj=version, before=before,
+            after={"integrity_ok": ok, "integrity_problem": code}, changes={"artifact_sha256": sha256}, actor=actor,
+        )  # fmt: skip
+        if not ok:
+            _notify_integrity_failure(version, problem=code)
+    return changed
+
+
+def _notify_integrity_failure(version: ModelVersion, *, problem: str) -> None:
+    from governance.notifications import services as notifications
+    from governance.notifications.models import EventKind
+
+    team_id = version.model.team_id
+    notifications.notify(
+        event=EventKind.ARTIFACT_INTEGRITY_FAILED, team_id=team_id,
+        title=f"Artifact integrity check failed: {version}",
+        body=f"{artifacts.PROBLEMS[problem]} ({problem}) Version {version.number} of {version.model.name} fails its "
+        "deployment gate until its artifact's bytes are restored.",
+        url=version.get_absolute_url(),
+        recipients=User.objects.filter(is_active=True, memberships__team_id=team_id).distinct(),
+        payload={"version": {"id": version.pk, "number": version.number, "stage": version.stage},
+                 "model": {"id": version.model_id, "name": version.model.name},
+                 "artifact_sha256": version.artifact_sha256, "problem": problem},
+    )  # fmt: skip

@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/", views.model_list, name="models"),
     path("models/new/", views.model_create, name="model-register"),
     path("models/<int:pk>/", views.model_detail, name="model-detail"),
+    path("models/<int:pk>/risk-tier/", views.model_retier, name="model-retier"),
     path("models/<int:pk>/versions/new/", views.version_create, name="version-upload"),
     path("versions/<int:pk>/", views.version_detail, name="version-detail"),
     path("versions/<int:pk>/lifecycle/", views.version_transition, name="version-lifecycle"),

@@ -29,6 +29,7 @@ from governance.registry.filters import ModelFilter
 from governance.registry.forms import (
     CardForm,
     ModelCreateForm,
+    RetierForm,
     TransitionForm,
     VersionUploadForm,
     staged_artifact_token,
@@ -210,12 +211,41 @@ def model_create(request):
     return render(request, "registry/model_form.html", {"form": form}, status=status)
 
 
+def _get_model(request, pk: int):
+    return get_object_or_404(
+        selectors.model_list(user=request.user).select_related("created_by").prefetch_related("owners"), pk=pk
+    )
+
+
 @login_required
 def model_detail(request, pk: int):
+    return _model_page(request, _get_model(request, pk))
+
+
+@login_required
+@require_POST
+def model_retier(request, pk: int):
+    model = _get_model(request, pk)
+    form = RetierForm(request.POST)
+    if not form.is_valid():
+        return _model_page(request, model, status=400, retier_form=form)
+    before = model.get_risk_tier_display().lower()
+    try:
+        services.model_retier(actor=request.user, model=model, **form.cleaned_data)
+    except DomainError as exc:
+        # the form is shown only to those who may use it; anyone else reads the refusal as a message
+        show_domain_error(request, exc, form if exc.status != 403 else None)
+        return _model_page(request, _get_model(request, pk), status=exc.status, retier_form=form)
+    tier = RiskTier(form.cleaned_data["risk_tier"]).label.lower()
+    messages.success(
+        request, f"{model.name} moved from the {before} to the {tier} risk tier; any open or approved review of its "
+        "versions is frozen again and its reviewers told.",
+    )  # fmt: skip
+    return redirect(model)
+
+
+def _model_page(request, model, *, status: int = 200, retier_form: RetierForm | None = None):
     user = request.user
-    model = get_object_or_404(
-        selectors.model_list(user=user).select_related("created_by").prefetch_related("owners"), pk=pk
-    )
     versions = selectors.version_list(user=user, model=model).select_related("created_by").order_by("-number")
     page = _page(KnownCountPaginator(versions, PAGE_SIZE, count=model.version_count), request.GET.get("page"))
     if page.number == 1:
@@ -245,8 +275,10 @@ def model_detail(request, pk: int):
         "latest_missing": _missing_titles(latest_card),
         "timeline": describe_events(user, trail.order_by("-seq")[:TIMELINE_LENGTH]),
         "may_upload": can(user, "version.create", model.team_id),
+        "may_retier": bool(roles_in(user, model.team_id) & services.RETIER_ROLES),
+        "retier_form": retier_form or RetierForm(initial={"risk_tier": model.risk_tier}),
     }
-    return render(request, "registry/model_detail.html", context)
+    return render(request, "registry/model_detail.html", context, status=status)
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -397,7 +429,8 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
         "download_url": reverse("api:version-artifact", args=[version.pk]),
         "metrics": sorted(version.metrics.items()) if isinstance(version.metrics, dict) else [],
         "hyperparameters": sorted(version.hyperparameters.items()) if isinstance(version.hyperparameters, dict) else [],
-        "may_edit_card": can(user, "card.edit", version.model.team_id) and version.stage != Stage.RETIRED,
+        # only where a save can succeed: a role that may edit cards, on a version whose card is not frozen
+        "may_edit_card": version.is_editable and can(user, "card.edit", version.model.team_id),
         "roles": sorted(roles),
     }
     return render(request, "registry/version_detail.html", context, status=status)

@@ -296,6 +296,70 @@ def fairness_report(
     return report
 
 
+# --- what may be a group --------------------------------------------------------------------------
+
+DEFAULT_MAX_SENSITIVE_GROUPS = 50
+MIN_ROWS_FOR_UNIQUE_RULE = 3
+_EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+_PHONE = r"\+?[0-9(][0-9 ()./-]*[0-9]"
+_SHAPES_CHECKED = 10_000  # distinct values whose shape is looked at; beyond, too many groups anyway
+_RANGE = r"[0-9]+(?:[.,][0-9]+)?\s*[-–/]\s*[0-9]+(?:[.,][0-9]+)?"  # a band such as 10000-20000 or 1990-1999
+
+
+def sensitive_column_problem(values: Any, name: str, *, max_groups: int = DEFAULT_MAX_SENSITIVE_GROUPS):
+    """Why the column cannot be a sensitive feature, as ``(code, sentence)``, or ``None`` when it can.
+
+    Every distinct value of a sensitive feature is stored as a group label, so a column that holds
+    identifiers would put personal data into the evidence. The rule, checked before a run is queued
+    and again by the worker:
+
+    - ``sensitive_feature_identifier``: a value shaped like an e-mail address, a UUID (or 32 hex
+      digits), or a phone number (digits with optional spaces, dots, dashes, slashes, brackets:
+      9 to 15 digits, or 7 or more after a leading ``+``; a band of two numbers such as
+      ``10000-20000`` is not one), or no value shared by two rows (3 rows or more): a key, not a
+      group;
+    - ``too_many_groups``: more distinct values than ``max_groups``.
+
+    The sentence names the column and counts, never a value.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object))
+    series = series.dropna()
+    distinct = series.unique()
+    n_groups = len(distinct)
+    if not pd.api.types.is_float_dtype(series.dtype):  # numbers with decimals are no e-mail, UUID or phone
+        text = pd.Series([str(v).strip() for v in distinct[:_SHAPES_CHECKED]], dtype=object)
+        digits = text.str.count(r"[0-9]")
+        plus = text.str.startswith("+")
+        phone = text.str.fullmatch(_PHONE) & ~text.str.fullmatch(_RANGE)
+        phone &= (digits <= 15) & ((digits >= 9) | (plus & (digits >= 7)))
+        shapes = {
+            "e-mail addresses": text.str.fullmatch(_EMAIL),
+            "UUIDs": text.str.fullmatch(_UUID),
+            "phone numbers": phone,
+        }
+        for what, matched in shapes.items():
+            if bool(matched.any()):
+                return (
+                    "sensitive_feature_identifier",
+                    f"The sensitive column '{name}' holds values shaped like {what}: an identifier, not a group. "
+                    "Use a grouping column instead; identifiers are never stored as group labels.",
+                )
+    if len(series) >= MIN_ROWS_FOR_UNIQUE_RULE and n_groups == len(series):
+        return (
+            "sensitive_feature_identifier",
+            f"Every one of the {len(series)} rows has its own value in the sensitive column '{name}': an "
+            "identifier, not a group. Use a grouping column instead; identifiers are never stored as group labels.",
+        )
+    if n_groups > max_groups:
+        return (
+            "too_many_groups",
+            f"The sensitive column '{name}' has {n_groups} distinct values; the limit is {max_groups}. A sensitive "
+            "feature names groups (sex, age band, region), and each value is stored as a group label.",
+        )
+    return None
+
+
 # --- the arithmetic ------------------------------------------------------------------------------
 
 

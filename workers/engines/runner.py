@@ -14,6 +14,7 @@ no engine output that quotes data rows is stored.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from workers.engines.serialize import jsonable
 
 Progress = Callable[[float, str], None]
 KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality")
+# Rows the Kernel explainer explains at least (tree and linear models explain every row).
+KERNEL_EXPLAIN_ROWS = 200
 
 
 def evaluate(
@@ -39,11 +42,15 @@ def evaluate(
     parameters: dict[str, Any],
     progress: Progress | None = None,
     training_profile: dict[str, Any] | None = None,
+    max_sensitive_groups: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the ``kind`` engine on ``frame``; ``progress`` receives percent (0-100) and a message.
-    ``training_profile``: the version's training-data statistics, which data-quality runs compare with."""
+    ``training_profile``: the version's training-data statistics, which data-quality runs compare with.
+    ``max_sensitive_groups``: the most distinct values a sensitive column may have (default: the
+    ``EVALUATION_MAX_SENSITIVE_GROUPS`` environment variable the web's settings read, else 50)."""
     if kind not in KINDS:
         raise EngineError("invalid_kind", f"Unknown evaluation kind {kind!r}.")
+    refuse_identifier_groups(frame, sensitive, max_groups=max_sensitive_groups)
     report = _percent(progress)
     if kind == "data_quality":  # about the data alone: no model call, any column types
         report(0.02, f"{len(frame):,} rows, {frame.shape[1]} columns")
@@ -58,16 +65,32 @@ def evaluate(
     return jsonable(result), jsonable(figures)
 
 
+def refuse_identifier_groups(frame: pd.DataFrame, sensitive: list[str], *, max_groups: int | None = None) -> None:
+    """The second line of defence behind the request's validation: a sensitive column that holds
+    identifiers (or too many groups) never reaches an engine, whatever queued the run, so no
+    identifier is stored as a group label (``fairness.sensitive_column_problem`` is the rule)."""
+    if max_groups is None:
+        max_groups = int(os.environ.get("EVALUATION_MAX_SENSITIVE_GROUPS", fairness.DEFAULT_MAX_SENSITIVE_GROUPS))
+    for column in sensitive:
+        if column in frame.columns:
+            problem = fairness.sensitive_column_problem(frame[column], str(column), max_groups=max_groups)
+            if problem is not None:
+                raise EngineError(*problem)
+
+
 # --- kinds -------------------------------------------------------------------------------------
 
 
 def _explainability(model, frame, data, params, progress):
     lime_rows = params.get("lime_rows", 5)
     shap_progress = _span(progress, 0.0, 0.8 if lime_rows else 1.0)
+    # sample_rows is honoured in full (params.py bounds it): the Kernel explainer explains at least
+    # that many rows, so every row asked for has attributions (fewer only when the data has fewer)
+    sample_rows = params.get("sample_rows", 200)
     summary = explain.shap_summary(
         model, data.X, seed=params.get("seed", 0), max_evals=params.get("max_evals"),
-        background_size=params.get("background_size", 50), sample_rows=min(params.get("sample_rows", 200), 50),
-        include_feature_values=False, progress=shap_progress,
+        background_size=params.get("background_size", 50), sample_rows=sample_rows,
+        explain_rows=max(KERNEL_EXPLAIN_ROWS, sample_rows), include_feature_values=False, progress=shap_progress,
     )  # fmt: skip
     shap_doc = summary.as_dict()
     shap_doc.pop("figures", None)

@@ -96,5 +96,9 @@ def model_policy_panel(context, model):
     choices = []
     if may_assign:
         choices = [p for p in selectors.policy_list(user=user) if p.team_id in (None, model.team_id)]
+    proposal = selectors.assignment_proposal(model)
+    governing = selectors.assignment_governing(model)
     return {"model": model, "current": current, "overridden": overridden, "may_assign": may_assign,
-            "choices": choices, "csrf_token": context.get("csrf_token")}  # fmt: skip
+            "choices": choices, "csrf_token": context.get("csrf_token"), "proposal": proposal,
+            "proposal_right": presenters.assignment_right(user, proposal) if proposal is not None else None,
+            "loosened_by": governing if governing is not None and governing.is_loosening else None}  # fmt: skip

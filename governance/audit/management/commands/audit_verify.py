@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,7 +7,10 @@ from governance.audit import services
 
 
 class Command(BaseCommand):
-    help = "Verify the whole audit hash chain and name the first broken event."
+    help = (
+        "Verify the whole audit hash chain, and its tail against every signed checkpoint exported outside "
+        "the database; name the first broken event."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -14,15 +18,24 @@ class Command(BaseCommand):
             action="store_true",
             help="Recompute every hash in this process instead of inside PostgreSQL.",
         )
+        parser.add_argument(
+            "--checkpoint-dir",
+            default=None,
+            help="Read the exported checkpoints from this directory (a copy, say) instead of the configured storage.",
+        )
 
-    def handle(self, *args, in_python=False, **options):
+    def handle(self, *args, in_python=False, checkpoint_dir=None, **options):
         started = time.perf_counter()
-        result = services.verify(in_database=False if in_python else None)
+        result = services.verify(
+            in_database=False if in_python else None,
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        )
         elapsed = time.perf_counter() - started
         if result.ok:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Audit chain intact: {result.events_checked} events, head #{result.head_seq} ({elapsed:.2f}s)."
+                    f"Audit chain intact: {result.events_checked} events, head #{result.head_seq}, "
+                    f"signed checkpoints that agree: {result.checkpoints_checked} ({elapsed:.2f}s)."
                 )
             )
             return
