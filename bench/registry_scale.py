@@ -295,6 +295,7 @@ def bench_append(args) -> list[tuple[str, float]]:
     from django.db import transaction
 
     from governance.audit import services as audit
+    from governance.audit.actions import AuditAction
     from governance.audit.context import audit_context
     from governance.registry import services
     from governance.registry.models import RegisteredModel
@@ -330,7 +331,9 @@ def bench_append(args) -> list[tuple[str, float]]:
             before = audit.snapshot(model)
             model.description = f"Edited by the bench, pass {next(counter)}."
             model.save()
-            audit.record(action="model.update", obj=model, before=before, after=audit.snapshot(model), actor=member)
+            audit.record(
+                action=AuditAction.MODEL_UPDATE, obj=model, before=before, after=audit.snapshot(model), actor=member
+            )
 
     def update_service():
         services.model_update(actor=member, model=target, description=f"Edited by the bench, pass {next(counter)}.")

@@ -1,4 +1,4 @@
-"""One list of audit actions: everything the code records is in it, and the log filters by it."""
+"""One enum of audit actions: ``audit.record`` takes nothing else, and the log filters and words by it."""
 
 from __future__ import annotations
 
@@ -6,78 +6,80 @@ import ast
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from governance.approvals.models import RequestStatus
-from governance.audit import actions
-from governance.audit.actions import Action
+from governance.audit import actions, services
+from governance.audit.actions import AuditAction
+from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.core.errors import GOVERNED_WRITES
 from tests.conftest import move
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Actions built at run time, and every value they take: keep in step with the code.
-DYNAMIC_ACTIONS = {
-    'f"review.{status}"': {f"review.{s}" for s in RequestStatus.values if s != RequestStatus.OPEN},
-    # governance/core/errors.py: a refused governed write
-    'f"{action}.refused"': {f"{w.action}.refused" for w in GOVERNED_WRITES.values()},
-}
+
+def test_record_refuses_a_plain_string(users):
+    before = AuditEvent.objects.count()
+    with audit_context(source="cli", actor=users.admin), transaction.atomic():
+        for plain in ("model.create", "legacy.thing", str(AuditAction.MODEL_CREATE)):
+            with pytest.raises(TypeError, match="AuditAction"):
+                services.record(action=plain, object_type="test")
+        services.record(action=AuditAction("model.create"), object_type="test")  # a lookup is a member
+    assert AuditEvent.objects.count() == before + 1
+    assert AuditEvent.objects.filter(object_type="test").get().action == "model.create"
 
 
-def _recorded_actions() -> tuple[set[str], set[str]]:
-    """Every ``action=`` of a ``record(...)`` call in governance/, workers/ and bench/: string
-    literals (each branch of a conditional), and the source of any f-string."""
-    literals, dynamic = set(), set()
+def _action_arguments() -> list[tuple[str, ast.expr]]:
+    """The ``action=`` of every ``record(...)`` and ``record_refusal(...)`` call in governance/,
+    workers/ and bench/, with where it is."""
+    found = []
     for path in [*ROOT.joinpath("governance").rglob("*.py"), *ROOT.joinpath("workers").rglob("*.py"),
                  *ROOT.joinpath("bench").rglob("*.py")]:  # fmt: skip
         if "migrations" in path.parts:
             continue
-        source = path.read_text()
-        for node in ast.walk(ast.parse(source, filename=str(path))):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name != "record":
-                continue
-            for keyword in node.keywords:
-                if keyword.arg != "action":
-                    continue
-                for part in ast.walk(keyword.value):
-                    if isinstance(part, ast.JoinedStr):
-                        dynamic.add(ast.get_source_segment(source, part))
-                    elif isinstance(part, ast.Constant) and isinstance(part.value, str):
-                        literals.add(part.value)
-                    elif isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name):
-                        if part.value.id == "Action":
-                            literals.add(Action[part.attr].value)
-    # the pieces of an f-string are constants too: they are not actions of their own
-    literals -= {piece for expr in dynamic for piece in _fstring_pieces(expr)}
-    return literals, dynamic
+            if name in ("record", "record_refusal"):
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                found.extend((where, k.value) for k in node.keywords if k.arg == "action")
+    return found
 
 
-def _fstring_pieces(expr: str) -> set[str]:
-    tree = ast.parse(expr, mode="eval").body
-    return {v.value for v in tree.values if isinstance(v, ast.Constant)}
+def test_no_record_call_passes_a_string():
+    """The type check refuses a string when the call runs; this catches the calls no test runs."""
+    found = _action_arguments()
+    assert len(found) > 30, "the scan found too few record() calls: is it still reading the code?"
+    strings = [where for where, value in found if _strings_outside_a_lookup(value)]
+    assert strings == [], "pass an AuditAction member (or a lookup, AuditAction(code)), not a string"
 
 
-def test_every_recorded_action_is_in_the_registry():
-    literals, dynamic = _recorded_actions()
-    assert len(literals) > 30, "the scan found too few record() calls: is it still reading the code?"
-    registered = {a.value for a in Action}
-    assert literals - registered == set(), "add these actions to governance/audit/actions.py"
-    assert dynamic <= set(DYNAMIC_ACTIONS), f"list the values of {dynamic - set(DYNAMIC_ACTIONS)} in DYNAMIC_ACTIONS"
-    built = set().union(*(DYNAMIC_ACTIONS[d] for d in dynamic))
-    assert built - registered == set(), "add these actions to governance/audit/actions.py"
-    # Not the other way round: an action the code no longer records stays listed, because old
-    # events still carry it and the log must still filter and describe them.
+def _strings_outside_a_lookup(node: ast.AST) -> bool:
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "AuditAction":
+        return False
+    if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return True
+    return any(_strings_outside_a_lookup(child) for child in ast.iter_child_nodes(node))
+
+
+def test_actions_built_from_a_status_or_a_write_are_members():
+    from governance.approvals.services import _CLOSED_AS
+
+    assert set(_CLOSED_AS) == set(RequestStatus) - {RequestStatus.OPEN}
+    assert all(_CLOSED_AS[s].value == f"review.{s}" for s in _CLOSED_AS)
+    for write in GOVERNED_WRITES.values():
+        assert write.refused is AuditAction(f"{write.action}.refused")
+    with pytest.raises(ValueError):
+        _ = AuditAction.MODEL_CREATE.refused  # no such member: refusing it cannot be recorded
 
 
 def test_every_action_has_a_verb_and_a_known_domain():
-    for action in Action:
+    for action in AuditAction:
         assert action.verb and action.verb != action.value
         assert actions.domain(action.value) in actions.DOMAINS, action
     assert actions.verb("version.create") == "registered" and actions.verb("legacy.thing") == "legacy.thing"

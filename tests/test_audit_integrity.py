@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from governance.accounts.models import Team
 from governance.audit import chain, roles, services
+from governance.audit.actions import AuditAction
 from governance.audit.context import audit_context
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
 from governance.registry import services as registry
@@ -407,16 +408,18 @@ def test_events_hashed_by_postgresql_verify_in_python(users, team):
     with audit_context(source="api", request_id="awkward-1"):  # no actor at all
         for extra in awkward:
             with transaction.atomic():
-                services.record(action="test.awkward", object_type="test", **extra)
+                services.record(action=AuditAction.MODEL_UPDATE, object_type="test", **extra)
     with audit_context(source="cli", actor=users.admin):
         with transaction.atomic():
-            returned = services.record(action="test.actor", object_type="test", object_id="1", team_id=team.pk)
+            returned = services.record(
+                action=AuditAction.MODEL_CREATE, object_type="test", object_id="1", team_id=team.pk
+            )
     stored = AuditEvent.objects.get(pk=returned.pk)
     assert (returned.seq, returned.hash, returned.prev_hash) == (stored.seq, stored.hash, stored.prev_hash)
     assert returned.created_at == stored.created_at
     for event in AuditEvent.objects.order_by("seq"):
         assert _recomputed(event) == event.hash, event
-    piped = AuditEvent.objects.get(action="test.awkward", object_id="x/y")
+    piped = AuditEvent.objects.get(object_type="test", object_id="x/y")
     assert piped.actor_id is None and piped.actor_label == ""
     assert_intact()
 
@@ -442,7 +445,7 @@ def test_events_hashed_in_python_verify_in_postgresql(users, team):
                 services._append_portable(fields, when)
     with transaction.atomic():
         with audit_context(source="cli"):
-            services.record(action="test.after-portable", object_type="test")
+            services.record(action=AuditAction.MODEL_UPDATE, object_type="test")
     assert services._first_broken_sql() is None
     assert services._first_broken_python() is None
     assert_intact()

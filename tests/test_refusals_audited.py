@@ -33,9 +33,9 @@ def _changes(event: AuditEvent) -> dict:
 
 
 def test_every_governed_write_refusal_is_a_registered_action():
-    from governance.audit.actions import Action
+    from governance.audit.actions import AuditAction
 
-    assert {f"{w.action}.refused" for w in GOVERNED_WRITES.values()} <= {a.value for a in Action}
+    assert {f"{w.action}.refused" for w in GOVERNED_WRITES.values()} <= {a.value for a in AuditAction}
 
 
 def test_a_refused_lifecycle_step_is_audited_and_the_teams_auditor_sees_it(api, users, team, version):

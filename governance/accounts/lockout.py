@@ -21,6 +21,7 @@ from django.shortcuts import render
 
 from governance.audit import context
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 
 
 def _minutes(request) -> int:
@@ -63,7 +64,7 @@ def _audit_lockout(sender, request, username, ip_address, **kwargs):
         return
     with transaction.atomic():
         audit.record(
-            action="user.locked_out",
+            action=AuditAction.USER_LOCKED_OUT,
             object_type="auth.user",
             object_id="",
             changes={

@@ -13,6 +13,7 @@ from governance.accounts.authentication import TOKEN_PREFIX, hash_token
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
 from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes, token_team
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 from governance.core.errors import Conflict, NotFound, NotPermitted, ValidationFailed
 
 User = get_user_model()
@@ -38,7 +39,7 @@ def team_create(*, actor, name: str, description: str = "", slug: str = "") -> T
             team = Team.objects.create(name=name, slug=slug, description=description)
     except IntegrityError:
         raise Conflict(f"A team named '{name}' already exists.", code="duplicate_name") from None
-    audit.record(action="team.create", obj=team, after=audit.snapshot(team), actor=actor)
+    audit.record(action=AuditAction.TEAM_CREATE, obj=team, after=audit.snapshot(team), actor=actor)
     return team
 
 
@@ -60,7 +61,7 @@ def team_update(*, actor, team: Team, **changes) -> Team:
             team.save()
     except IntegrityError:
         raise Conflict(f"A team named '{team.name}' already exists.", code="duplicate_name") from None
-    audit.record(action="team.update", obj=team, before=before, after=audit.snapshot(team), actor=actor)
+    audit.record(action=AuditAction.TEAM_UPDATE, obj=team, before=before, after=audit.snapshot(team), actor=actor)
     return team
 
 
@@ -75,7 +76,7 @@ def membership_add(*, actor, team: Team, user, role: str) -> Membership:
             membership = Membership.objects.create(team=team, user=user, role=role)
     except IntegrityError:
         raise Conflict(f"{user} already has the {role} role in {team}.", code="duplicate_membership") from None
-    audit.record(action="membership.add", obj=membership, after=audit.snapshot(membership), actor=actor)
+    audit.record(action=AuditAction.MEMBERSHIP_ADD, obj=membership, after=audit.snapshot(membership), actor=actor)
     return membership
 
 
@@ -91,7 +92,7 @@ def membership_remove(*, actor, membership: Membership) -> None:
     pk = membership.pk
     membership.delete()
     audit.record(
-        action="membership.remove", object_type="accounts.membership", object_id=str(pk), team_id=audit_team,
+        action=AuditAction.MEMBERSHIP_REMOVE, object_type="accounts.membership", object_id=str(pk), team_id=audit_team,
         before=before, actor=actor,
     )  # fmt: skip
 
@@ -141,7 +142,7 @@ def token_create(
         user=actor, team=team, parent=parent, name=name, prefix=prefix, token_hash=hash_token(raw),
         scopes=sorted(set(scopes)), expires_at=expires_at,
     )  # fmt: skip
-    audit.record(action="token.create", obj=token, after=audit.snapshot(token), actor=actor)
+    audit.record(action=AuditAction.TOKEN_CREATE, obj=token, after=audit.snapshot(token), actor=actor)
     return token, raw
 
 
@@ -193,7 +194,12 @@ def token_revoke(*, actor, token: ApiToken) -> ApiToken:
     for each, before in revoked:  # the chain head last, once every row is locked
         cause = {} if each is token else {"reason": "revoked with the token that created it", "revoked_with": token.pk}
         audit.record(
-            action="token.revoke", obj=each, before=before, after=audit.snapshot(each), changes=cause, actor=actor
+            action=AuditAction.TOKEN_REVOKE,
+            obj=each,
+            before=before,
+            after=audit.snapshot(each),
+            changes=cause,
+            actor=actor,
         )
     token.revoked_descendants = [each for each, _ in revoked[1:]]
     return token

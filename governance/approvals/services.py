@@ -40,6 +40,7 @@ from governance.approvals.models import (
     RevisionState,
 )
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 from governance.core.errors import Conflict, DomainError, NotFound, NotPermitted, ValidationFailed, record_refusal
 from governance.core.retry import retry_once
 from governance.notifications import services as notifications
@@ -96,7 +97,10 @@ def policy_create(
         policy=policy, number=1, rules=R.dump(parsed), comment=comment, created_by=actor
     )
     audit.record(
-        action="policy.create", obj=policy, after={**audit.snapshot(policy), "rules": revision.rules}, actor=actor
+        action=AuditAction.POLICY_CREATE,
+        obj=policy,
+        after={**audit.snapshot(policy), "rules": revision.rules},
+        actor=actor,
     )
     return policy
 
@@ -152,7 +156,7 @@ def policy_update(
                 changed["rules"] = dumped
     if proposal is not None:
         audit.record(
-            action="policy.revision.propose", obj=proposal, after=audit.snapshot(proposal),
+            action=AuditAction.POLICY_REVISION_PROPOSE, obj=proposal, after=audit.snapshot(proposal),
             changes={"reasons": proposal.loosens, "based_on": proposal.based_on}, actor=actor,
         )  # fmt: skip
     if not changed:
@@ -163,7 +167,7 @@ def policy_update(
     except IntegrityError:
         raise Conflict(f"A policy named '{policy.name}' already exists there.", code="duplicate_policy") from None
     audit.record(
-        action="policy.update", obj=policy, before=before, after=audit.snapshot(policy),
+        action=AuditAction.POLICY_UPDATE, obj=policy, before=before, after=audit.snapshot(policy),
         changes={"rules": changed.get("rules"), "comment": comment} if "rules" in changed else None, actor=actor,
     )  # fmt: skip
     return policy
@@ -210,7 +214,7 @@ def policy_assign(*, actor, policy: Policy | None, model: RegisteredModel) -> Po
         change.state = RevisionState.PROPOSED
         change.save()
         audit.record(
-            action="policy.assign.proposed", obj=model, before=before, after=after,
+            action=AuditAction.POLICY_ASSIGN_PROPOSED, obj=model, before=before, after=after,
             changes={"assignment": change.pk, "reasons": reasons, "based_on": _revision_ref(based_on),
                      "target": _revision_ref(target)},
             actor=actor,
@@ -220,7 +224,7 @@ def policy_assign(*, actor, policy: Policy | None, model: RegisteredModel) -> Po
     change.save()
     _apply_assignment(model, current, policy, assigned_by=actor)
     audit.record(
-        action="model.policy", obj=model, before=before, after=after,
+        action=AuditAction.MODEL_POLICY, obj=model, before=before, after=after,
         changes={"assignment": change.pk, **({"reasons": reasons} if reasons else {})}, actor=actor,
     )  # fmt: skip
     return change
@@ -244,7 +248,7 @@ def _assignment_decide(*, actor, assignment: PolicyAssignment, approve: bool, co
         return _assignment_settle(actor=actor, assignment=assignment, approve=approve, comment=comment)
     except DomainError as exc:
         record_refusal(
-            action="policy.assign", exc=exc, actor=actor, object_type="registry.registeredmodel",
+            action=AuditAction.POLICY_ASSIGN_REFUSED, exc=exc, actor=actor, object_type="registry.registeredmodel",
             object_id=str(assignment.model_id), team_id=assignment.model.team_id,
             changes={"decision": "approve" if approve else "reject", "assignment": assignment.pk},
         )  # fmt: skip
@@ -282,7 +286,7 @@ def _assignment_settle(*, actor, assignment: PolicyAssignment, approve: bool, co
     locked.decision_comment = (comment or "").strip()[:300]
     locked.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
     audit.record(
-        action="policy.assign.approved" if approve else "policy.assign.rejected", obj=model, before=before,
+        action=AuditAction.POLICY_ASSIGN_APPROVED if approve else AuditAction.POLICY_ASSIGN_REJECTED, obj=model, before=before,
         after={"policy": locked.policy_id if approve else before["policy"], "state": locked.state},
         changes={"assignment": locked.pk, "reasons": locked.loosens, "proposed_by": locked.proposed_by_id,
                  "comment": locked.decision_comment},
@@ -357,7 +361,7 @@ def _proposal_decide(*, actor, revision: PolicyRevision, approve: bool, comment:
         return _proposal_settle(actor=actor, revision=revision, approve=approve, comment=comment)
     except DomainError as exc:
         record_refusal(
-            action="policy.revision", exc=exc, actor=actor, object_type="approvals.policyrevision",
+            action=AuditAction.POLICY_REVISION_REFUSED, exc=exc, actor=actor, object_type="approvals.policyrevision",
             object_id=str(revision.pk), team_id=revision.policy.team_id,
             changes={"decision": "approve" if approve else "reject", "number": revision.number},
         )  # fmt: skip
@@ -389,7 +393,7 @@ def _proposal_settle(*, actor, revision: PolicyRevision, approve: bool, comment:
         policy.revision = revision.number
         policy.save(update_fields=["revision", "updated_at"])
     audit.record(
-        action="policy.revision.approve" if approve else "policy.revision.reject", obj=revision, before=before,
+        action=AuditAction.POLICY_REVISION_APPROVE if approve else AuditAction.POLICY_REVISION_REJECT, obj=revision, before=before,
         after={"state": revision.state, "policy_revision": policy.revision},
         changes={"reasons": revision.loosens, "proposed_by": revision.created_by_id, "comment": revision.decision_comment},
         actor=actor,
@@ -443,7 +447,7 @@ def request_review(*, actor, version: ModelVersion, environments: list[str], com
         return _request_review(actor=actor, version=version, environments=environments, comment=comment)
     except DomainError as exc:
         record_refusal(
-            action="review.request", exc=exc, actor=actor, obj=version,
+            action=AuditAction.REVIEW_REQUEST_REFUSED, exc=exc, actor=actor, obj=version,
             changes={"environments": [str(e)[:40] for e in (environments or [])][:5]},
         )  # fmt: skip
         raise
@@ -481,7 +485,7 @@ def _request_review(*, actor, version: ModelVersion, environments: list[str], co
     registry.version_transition_by_review(
         actor=actor, version=version, to=Stage.IN_REVIEW, reason=f"Review #{request.pk} requested"
     )
-    audit.record(action="review.request", obj=request, after=audit.snapshot(request), actor=actor)
+    audit.record(action=AuditAction.REVIEW_REQUEST, obj=request, after=audit.snapshot(request), actor=actor)
     _notify_reviewers(request, event="review.requested", title=f"Review requested: {version}", actor=actor)
     return request
 
@@ -529,7 +533,7 @@ def request_decide(*, actor, request: ApprovalRequest, decision: str, comment: s
     except DomainError as exc:
         with transaction.atomic():
             audit.record(
-                action="review.decide.refused", object_type="approvals.approvalrequest", object_id=str(request.pk),
+                action=AuditAction.REVIEW_DECIDE_REFUSED, object_type="approvals.approvalrequest", object_id=str(request.pk),
                 team_id=request.version.model.team_id, actor=actor if actor.is_authenticated else None,
                 changes={"decision": str(decision)[:40], "code": exc.code, "detail": exc.detail},
             )  # fmt: skip
@@ -569,7 +573,7 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
         evidence_digest=request.evidence_digest, freeze=request.freeze, decided_at=now,
         expires_at=now + dt.timedelta(days=min(expiry_days)) if expiry_days else None,
     )  # fmt: skip
-    audit.record(action="review.decide", obj=made, after=audit.snapshot(made), actor=actor)
+    audit.record(action=AuditAction.REVIEW_DECIDE, obj=made, after=audit.snapshot(made), actor=actor)
     if decision == DecisionKind.APPROVE:
         _settle(request, actor=actor)
     else:
@@ -588,6 +592,15 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
     return made
 
 
+# What closing a request records, by the status it closes with.
+_CLOSED_AS = {
+    RequestStatus.APPROVED: AuditAction.REVIEW_APPROVED,
+    RequestStatus.REJECTED: AuditAction.REVIEW_REJECTED,
+    RequestStatus.CHANGES_REQUESTED: AuditAction.REVIEW_CHANGES_REQUESTED,
+    RequestStatus.WITHDRAWN: AuditAction.REVIEW_WITHDRAWN,
+}
+
+
 def _close(request: ApprovalRequest, *, status: str, actor) -> None:
     before = {"status": request.status}
     request.status = status
@@ -595,7 +608,7 @@ def _close(request: ApprovalRequest, *, status: str, actor) -> None:
     if status == RequestStatus.APPROVED:
         request.approved_at = request.closed_at
     request.save(update_fields=["status", "closed_at", "approved_at", "updated_at"])
-    audit.record(action=f"review.{status}", obj=request, before=before, after={"status": status}, actor=actor)
+    audit.record(action=_CLOSED_AS[status], obj=request, before=before, after={"status": status}, actor=actor)
 
 
 def _settle(request: ApprovalRequest, *, actor) -> None:
@@ -656,7 +669,7 @@ def checklist_tick(
         return _checklist_tick(actor=actor, version=version, item=item, ticked=ticked, note=note)
     except DomainError as exc:
         record_refusal(
-            action="checklist.tick", exc=exc, actor=actor, obj=version,
+            action=AuditAction.CHECKLIST_TICK_REFUSED, exc=exc, actor=actor, obj=version,
             changes={"item": str(item)[:64], "ticked": bool(ticked)},
         )  # fmt: skip
         raise
@@ -703,7 +716,11 @@ def _checklist_tick(*, actor, version: ModelVersion, item: str, ticked: bool, no
         current.delete()
         tick, after = None, None
     audit.record(
-        action="checklist.tick" if ticked else "checklist.untick", obj=version, before=before, after=after, actor=actor
+        action=AuditAction.CHECKLIST_TICK if ticked else AuditAction.CHECKLIST_UNTICK,
+        obj=version,
+        before=before,
+        after=after,
+        actor=actor,
     )
     if open_request is not None and ticked:
         _settle(open_request, actor=actor)
@@ -770,7 +787,7 @@ def request_refreeze(*, version: ModelVersion, reason: str, actor=None) -> Appro
         request.wants_other_team_approver = "approver" in wanted
     request.save()
     audit.record(
-        action="review.stale", obj=request, before=before,
+        action=AuditAction.REVIEW_STALE, obj=request, before=before,
         after={"status": request.status, "freeze": request.freeze, "evidence_digest": digest,
                **({"policy_revision": governing.pk} if governing is not None else {})},
         changes={"reason": request.stale_reason}, actor=actor,

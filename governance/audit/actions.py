@@ -1,9 +1,10 @@
-"""Every action the audit log records: one list, read by the filters, the pages and a test.
+"""Every action the audit log records: one enum, ``AuditAction``, read by ``audit.record``, the
+filters, the pages and a test.
 
 An action code is ``<domain>.<what>``; it is stored and hashed with the event, so a code never
-changes once written (add a new one instead). Each code carries the verb a timeline shows:
-"<actor> <verb> <subject>". ``tests/test_audit_actions.py`` fails when code records an action
-that is not listed here.
+changes once written (add a new member instead). Each member carries the verb a timeline shows:
+"<actor> <verb> <subject>". ``governance.audit.services.record`` takes only an ``AuditAction``
+member (a plain string is a ``TypeError``), so an action that is not listed here cannot be recorded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Action(StrEnum):
+class AuditAction(StrEnum):
     verb: str
 
     def __new__(cls, value: str, verb: str):
@@ -19,6 +20,12 @@ class Action(StrEnum):
         member._value_ = value
         member.verb = verb
         return member
+
+    @property
+    def refused(self) -> AuditAction:
+        """The action recorded when this write is refused, ``<code>.refused`` (a ``ValueError`` when
+        there is none)."""
+        return AuditAction(f"{self.value}.refused")
 
     # registry
     MODEL_CREATE = "model.create", "registered"
@@ -106,7 +113,7 @@ DOMAINS = {
 
 PREFIX_SUFFIX = ".*"
 
-_BY_CODE = {a.value: a for a in Action}
+_BY_CODE = {a.value: a for a in AuditAction}
 
 
 def domain(code: str) -> str:
@@ -122,12 +129,12 @@ def verb(code: str) -> str:
 def under(prefix: str) -> list[str]:
     """The codes of one domain, ``prefix`` given as ``review`` or ``review.*``."""
     name = prefix.removesuffix(PREFIX_SUFFIX)
-    return [a.value for a in Action if domain(a.value) == name]
+    return [a.value for a in AuditAction if domain(a.value) == name]
 
 
 def grouped() -> list[tuple[str, str, list[str]]]:
     """(heading, ``<domain>.*``, codes) per domain: the action filter's option groups."""
-    order = list(DOMAINS) + sorted({domain(a.value) for a in Action} - set(DOMAINS))
+    order = list(DOMAINS) + sorted({domain(a.value) for a in AuditAction} - set(DOMAINS))
     return [(DOMAINS.get(name, name), name + PREFIX_SUFFIX, under(name)) for name in order]
 
 

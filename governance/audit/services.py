@@ -33,6 +33,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from governance.audit import chain, checkpoints
+from governance.audit.actions import AuditAction
 from governance.audit.context import current
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
 from governance.core import sql
@@ -79,7 +80,7 @@ class Appended:
 
 def record(
     *,
-    action: str,
+    action: AuditAction,
     obj: models.Model | None = None,
     object_type: str | None = None,
     object_id: str | None = None,
@@ -92,8 +93,11 @@ def record(
     """Append one event to the chain, inside the caller's transaction.
 
     Call it last in a service: the chain head stays locked from here to commit, so the
-    shorter that stretch, the less concurrent writers wait on each other.
+    shorter that stretch, the less concurrent writers wait on each other. ``action`` is an
+    ``AuditAction`` member, never a plain string: what is recorded is what the log can describe.
     """
+    if not isinstance(action, AuditAction):
+        raise TypeError(f"audit.record takes an AuditAction member, not {type(action).__name__} {action!r}.")
     ctx = current()
     if ctx is None:
         raise AuditContextMissing(f"Governed write {action!r} has no audit context.")
@@ -117,7 +121,7 @@ def record(
         actor_label=actor.get_username() if actor is not None else ctx.actor_label,
         source=ctx.source,
         request_id=ctx.request_id,
-        action=action,
+        action=action.value,  # the stored, hashed code: a plain str for the driver and the hash
         object_type=object_type,
         object_id=object_id.replace("|", "/"),
         team_id=team_id,

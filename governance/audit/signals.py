@@ -3,13 +3,14 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from governance.audit import context, services
+from governance.audit.actions import AuditAction
 
 
 @receiver(user_logged_in)
 def _audit_login(sender, request, user, **kwargs):
     context.set_actor(user)
     with transaction.atomic():
-        services.record(action="user.login", obj=user, object_type="auth.user", actor=user)
+        services.record(action=AuditAction.USER_LOGIN, obj=user, object_type="auth.user", actor=user)
 
 
 @receiver(user_login_failed)
@@ -18,7 +19,7 @@ def _audit_login_failed(sender, credentials, request=None, **kwargs):
         return
     with transaction.atomic():
         services.record(
-            action="user.login_failed",
+            action=AuditAction.USER_LOGIN_FAILED,
             object_type="auth.user",
             object_id="",
             changes={"username": str(credentials.get("username", ""))[:150]},

@@ -15,6 +15,8 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from governance.audit.actions import AuditAction
+
 logger = logging.getLogger(__name__)
 
 
@@ -118,7 +120,7 @@ def record_denied_write(request, code: str, detail: str) -> None:
     user = getattr(request, "user", None)
     with transaction.atomic():
         audit.record(
-            action="permission.denied",
+            action=AuditAction.PERMISSION_DENIED,
             object_type="request",
             object_id=f"{request.method} {request.path}"[:200],
             actor=user if user is not None and user.is_authenticated else None,
@@ -133,17 +135,25 @@ def record_denied_write(request, code: str, detail: str) -> None:
 class GovernedWrite:
     """A write whose refusals are evidence: each one is recorded as ``<action>.refused``."""
 
-    action: str  # the audit action the write records when it goes through
+    action: AuditAction  # the audit action the write records when it goes through
     subject: str = ""  # "app_label.model" of the object the write acts on, named by the URL's ``pk``...
     subject_field: str = ""  # ...or by this field of the request body
     inputs: tuple[str, ...] = ()  # request fields kept with the refusal (short values only)
 
+    def __post_init__(self):
+        _ = self.refused  # a write without a ``<action>.refused`` member fails here, at import
 
-_TRANSITION = GovernedWrite("version.transition", "registry.modelversion", inputs=("to",))
-_TOKEN_CREATE = GovernedWrite("token.create", inputs=("name", "scopes", "team", "expires_in_days"))
-_TOKEN_REVOKE = GovernedWrite("token.revoke", "accounts.apitoken")
-_POLICY_CREATE = GovernedWrite("policy.create", inputs=("name", "team", "risk_tier"))
-_POLICY_UPDATE = GovernedWrite("policy.update", "approvals.policy", inputs=("name",))
+    @property
+    def refused(self) -> AuditAction:
+        """What a refusal of this write records: ``<action>.refused``."""
+        return self.action.refused
+
+
+_TRANSITION = GovernedWrite(AuditAction.VERSION_TRANSITION, "registry.modelversion", inputs=("to",))
+_TOKEN_CREATE = GovernedWrite(AuditAction.TOKEN_CREATE, inputs=("name", "scopes", "team", "expires_in_days"))
+_TOKEN_REVOKE = GovernedWrite(AuditAction.TOKEN_REVOKE, "accounts.apitoken")
+_POLICY_CREATE = GovernedWrite(AuditAction.POLICY_CREATE, inputs=("name", "team", "risk_tier"))
+_POLICY_UPDATE = GovernedWrite(AuditAction.POLICY_UPDATE, "approvals.policy", inputs=("name",))
 
 # The governed writes, by the route (URL name) and method that attempt them, in the API and the UI.
 # Review decisions, review requests and policy-proposal decisions record their refusals in their
@@ -159,13 +169,15 @@ GOVERNED_WRITES: dict[tuple[str, str], GovernedWrite] = {
     ("policy-create", "POST"): _POLICY_CREATE,
     ("api:policy-detail", "PATCH"): _POLICY_UPDATE,
     ("policy-edit", "POST"): _POLICY_UPDATE,
-    ("api:policy-assign", "POST"): GovernedWrite("model.policy", "registry.registeredmodel", "model", ("policy",)),
-    ("model-policy", "POST"): GovernedWrite("model.policy", "registry.registeredmodel", inputs=("policy",)),
+    ("api:policy-assign", "POST"): GovernedWrite(
+        AuditAction.MODEL_POLICY, "registry.registeredmodel", "model", ("policy",)
+    ),
+    ("model-policy", "POST"): GovernedWrite(AuditAction.MODEL_POLICY, "registry.registeredmodel", inputs=("policy",)),
     ("api:evaluationrun-list", "POST"): GovernedWrite(
-        "evaluation.request", "registry.modelversion", "version", ("kind", "target_column")
+        AuditAction.EVALUATION_REQUEST, "registry.modelversion", "version", ("kind", "target_column")
     ),
     ("evaluation-request", "POST"): GovernedWrite(
-        "evaluation.request", "registry.modelversion", inputs=("kind", "target_column")
+        AuditAction.EVALUATION_REQUEST, "registry.modelversion", inputs=("kind", "target_column")
     ),
 }
 
@@ -207,10 +219,11 @@ def _subject(write: GovernedWrite, request, data) -> tuple[str, str, int | None]
 
 
 def record_refusal(
-    *, action: str, exc: DomainError, actor=None, obj=None, object_type: str | None = None,
+    *, action: AuditAction, exc: DomainError, actor=None, obj=None, object_type: str | None = None,
     object_id: str | None = None, team_id: int | None = None, changes: dict | None = None,
 ) -> None:  # fmt: skip
-    """Record ``<action>.refused`` with the refusal's code and sentence, outside the failed transaction.
+    """Record ``action`` (a ``<write>.refused`` member) with the refusal's code and sentence, outside
+    the failed transaction.
 
     The one writer of refusal events: the API's exception handler and the UI's ``show_domain_error``
     call it for the routes in ``GOVERNED_WRITES``; a service that refuses with more context (the
@@ -222,7 +235,7 @@ def record_refusal(
         return
     with transaction.atomic():
         audit.record(
-            action=f"{action}.refused", obj=obj, object_type=object_type, object_id=object_id, team_id=team_id,
+            action=action, obj=obj, object_type=object_type, object_id=object_id, team_id=team_id,
             actor=actor if actor is not None and actor.is_authenticated else None,
             changes={**(changes or {}), "code": exc.code, "detail": exc.detail},
         )  # fmt: skip
@@ -245,7 +258,7 @@ def record_refused_write(request, exc: DomainError, data=None) -> None:
     object_type, object_id, team_id = _subject(write, request, data)
     inputs = {name: _short(value) for name in write.inputs if (value := _field(data, name)) not in (None, "", [])}
     record_refusal(
-        action=write.action, exc=exc, actor=getattr(request, "user", None), object_type=object_type,
+        action=write.refused, exc=exc, actor=getattr(request, "user", None), object_type=object_type,
         object_id=object_id, team_id=team_id, changes={"request": f"{request.method} {request.path}"[:200], **inputs},
     )  # fmt: skip
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from governance.accounts.models import Role
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 from governance.audit.chain import canonical_json
 from governance.celery import enqueue_on_commit
 from governance.core import leases, locks
@@ -107,7 +108,7 @@ def run_request(
                 data_columns=summary.columns, target_column=target_column, sensitive_features=sensitive,
                 retain_data=retain_data, requested_by=actor,
             )  # fmt: skip
-            audit.record(action="evaluation.request", obj=run, after=audit.snapshot(run), actor=actor)
+            audit.record(action=AuditAction.EVALUATION_REQUEST, obj=run, after=audit.snapshot(run), actor=actor)
             enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=actor)
             return Requested(run, True)
     except IntegrityError:  # the same evaluation requested at the same moment: the other request won
@@ -281,7 +282,7 @@ def _recover(run: EvaluationRun, *, enqueue: bool) -> bool:
     run.progress, run.progress_message = 0.0, "Queued again: the worker running it was lost"
     run.save(update_fields=["status", "progress", "progress_message", *leases.release(run)])
     audit.record(
-        action="evaluation.requeue", obj=run, before=before, after={"status": run.status, "reason": WORKER_LOST},
+        action=AuditAction.EVALUATION_REQUEUE, obj=run, before=before, after={"status": run.status, "reason": WORKER_LOST},
         actor=None,
     )  # fmt: skip
     if enqueue:
@@ -323,7 +324,7 @@ def run_finish(
         reason=f"A {run.get_kind_display().lower()} evaluation (run #{run.pk}) finished.",
     )  # fmt: skip
     audit.record(
-        action="evaluation.succeed", obj=run,
+        action=AuditAction.EVALUATION_SUCCEED, obj=run,
         after={"kind": run.kind, "result_digest": run.result_digest, "artifact_sha256": artifact_sha256,
                "environment": environment},
         actor=None,
@@ -351,7 +352,7 @@ def _end_failed(run: EvaluationRun, *, code: str, message: str) -> None:
     leases.release(run)
     _drop_data(run)
     run.save()
-    audit.record(action="evaluation.fail", obj=run, after={"error_code": run.error_code}, actor=None)
+    audit.record(action=AuditAction.EVALUATION_FAIL, obj=run, after={"error_code": run.error_code}, actor=None)
 
 
 @retry_once
@@ -372,7 +373,9 @@ def run_cancel(*, actor, run: EvaluationRun) -> EvaluationRun:
     leases.release(run)
     _drop_data(run)
     run.save()
-    audit.record(action="evaluation.cancel", obj=run, before=before, after={"status": run.status}, actor=actor)
+    audit.record(
+        action=AuditAction.EVALUATION_CANCEL, obj=run, before=before, after={"status": run.status}, actor=actor
+    )
     return run
 
 

@@ -31,6 +31,7 @@ from django.utils import timezone
 from governance.accounts.models import Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 from governance.celery import enqueue_on_commit
 from governance.core.errors import NotFound, ValidationFailed
 from governance.notifications import crypto, signing
@@ -301,7 +302,7 @@ def webhook_create(
         secret_encrypted=crypto.encrypt(secret),
         created_by=actor,
     )
-    audit.record(action="webhook.create", obj=webhook, after=audit.snapshot(webhook), actor=actor)
+    audit.record(action=AuditAction.WEBHOOK_CREATE, obj=webhook, after=audit.snapshot(webhook), actor=actor)
     return webhook, secret
 
 
@@ -329,7 +330,7 @@ def webhook_update(
         webhook.secret_encrypted = crypto.encrypt(_clean_secret(secret))
     webhook.save()
     audit.record(
-        action="webhook.update", obj=webhook, before=before, after=audit.snapshot(webhook),
+        action=AuditAction.WEBHOOK_UPDATE, obj=webhook, before=before, after=audit.snapshot(webhook),
         changes={"secret_rotated": True} if secret is not None else None, actor=actor,
     )  # fmt: skip
     return webhook
@@ -344,7 +345,7 @@ def webhook_delete(*, actor, webhook: Webhook) -> None:
     pk, team_id = webhook.pk, webhook.team_id
     webhook.delete()
     audit.record(
-        action="webhook.delete", object_type="notifications.webhook", object_id=str(pk), team_id=team_id,
+        action=AuditAction.WEBHOOK_DELETE, object_type="notifications.webhook", object_id=str(pk), team_id=team_id,
         before=before, actor=actor,
     )  # fmt: skip
 
@@ -358,7 +359,7 @@ def webhook_test(*, actor, webhook: Webhook) -> WebhookDelivery:
         raise NotFound("This webhook no longer exists.", code="webhook_not_found")
     data = {"message": "A test delivery from Charter.", "webhook": webhook.pk, "requested_by": actor.get_username()}
     [delivery] = _deliveries_create(webhooks=[webhook], event=PING, data=data, now=timezone.now())
-    audit.record(action="webhook.test", obj=webhook, changes={"delivery": delivery.pk}, actor=actor)
+    audit.record(action=AuditAction.WEBHOOK_TEST, obj=webhook, changes={"delivery": delivery.pk}, actor=actor)
     return delivery
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from governance.accounts.models import Role, Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
+from governance.audit.actions import AuditAction
 from governance.celery import enqueue_on_commit
 from governance.core import sql
 from governance.core.errors import Conflict, NotFound, TransitionNotAllowed, ValidationFailed
@@ -119,7 +120,7 @@ def model_create(
     if owners:
         model.owners.set(owners)
     after = audit.snapshot(model) | {"owners": sorted(u.get_username() for u in owners)}
-    audit.record(action="model.create", obj=model, after=after, actor=actor)
+    audit.record(action=AuditAction.MODEL_CREATE, obj=model, after=after, actor=actor)
     return model
 
 
@@ -167,7 +168,7 @@ def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) 
     reviewed = [field for field in MODEL_REVIEWED if before.get(field) != after.get(field)]
     if reviewed:
         _refreeze_reviews(model, actor=actor, reason=f"The model's {', '.join(reviewed).replace('_', ' ')} changed.")
-    audit.record(action="model.update", obj=model, before=before, after=after, actor=actor)
+    audit.record(action=AuditAction.MODEL_UPDATE, obj=model, before=before, after=after, actor=actor)
     return model
 
 
@@ -205,7 +206,7 @@ def model_retier(*, actor, model: RegisteredModel, risk_tier: str, reason: str) 
         f"{RiskTier(risk_tier).label.lower()}: {reason[:120]}",
     )  # fmt: skip
     audit.record(
-        action="model.retier", obj=model, before=before, after={"risk_tier": risk_tier}, changes={"reason": reason},
+        action=AuditAction.MODEL_RETIER, obj=model, before=before, after={"risk_tier": risk_tier}, changes={"reason": reason},
         actor=actor,
     )  # fmt: skip
     return model
@@ -244,7 +245,7 @@ def model_delete(*, actor, model: RegisteredModel) -> None:
     pk, team_id = model.pk, model.team_id
     model.delete()
     audit.record(
-        action="model.delete", object_type="registry.registeredmodel", object_id=str(pk), team_id=team_id,
+        action=AuditAction.MODEL_DELETE, object_type="registry.registeredmodel", object_id=str(pk), team_id=team_id,
         before=before, actor=actor,
     )  # fmt: skip
 
@@ -294,7 +295,7 @@ def version_create(
             stage_changed_at=now,
         )  # fmt: skip
         sql.insert(version)  # the registration hot path: a statement written once, not compiled per call
-        audit.record(action="version.create", obj=version, after=audit.snapshot(version), actor=actor)
+        audit.record(action=AuditAction.VERSION_CREATE, obj=version, after=audit.snapshot(version), actor=actor)
         enqueue_on_commit("workers.artifacts.inspect_artifact", version.pk, actor=actor)
     return version
 
@@ -340,7 +341,9 @@ def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVers
     if audit.snapshot(version) == before:  # nothing changed: no write, no event
         return version
     version.save()
-    audit.record(action="version.update", obj=version, before=before, after=audit.snapshot(version), actor=actor)
+    audit.record(
+        action=AuditAction.VERSION_UPDATE, obj=version, before=before, after=audit.snapshot(version), actor=actor
+    )
     return version
 
 
@@ -392,7 +395,7 @@ def _move(version: ModelVersion, to: str, *, actor, reason: str) -> ModelVersion
     version.stage_changed_at = timezone.now()
     version.save(update_fields=["stage", "stage_changed_at", "updated_at"])
     audit.record(
-        action="version.transition", obj=version, before=before, after={"stage": to}, changes={"reason": reason},
+        action=AuditAction.VERSION_TRANSITION, obj=version, before=before, after={"stage": to}, changes={"reason": reason},
         actor=actor,
     )  # fmt: skip
     return version
@@ -412,7 +415,9 @@ def version_record_inspection(*, version_id: int, metadata: dict) -> ModelVersio
     signals.evidence_changed.send(
         sender=ModelVersion, version=version, actor=None, reason="The artifact inspection recorded new findings."
     )
-    audit.record(action="version.artifact_inspected", obj=version, before=before, after={"artifact_metadata": metadata})
+    audit.record(
+        action=AuditAction.VERSION_ARTIFACT_INSPECTED, obj=version, before=before, after={"artifact_metadata": metadata}
+    )
     return version
 
 
@@ -463,7 +468,7 @@ def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment
     signals.evidence_changed.send(
         sender=ModelVersion, version=version, actor=actor, reason=f"The model card changed (revision {card.revision})."
     )
-    audit.record(action="card.save", obj=card, before=before, after=audit.snapshot(card), actor=actor)
+    audit.record(action=AuditAction.CARD_SAVE, obj=card, before=before, after=audit.snapshot(card), actor=actor)
     return card
 
 
@@ -545,7 +550,7 @@ def artifact_integrity_record(*, sha256: str, problem: str | None, actor=None) -
         before = {"integrity_ok": version.integrity_ok, "integrity_problem": version.integrity_problem}
         version.integrity_ok, version.integrity_problem = ok, code
         audit.record(
-            action="version.integrity_restored" if ok else "version.integrity_failed", obj=version, before=before,
+            action=AuditAction.VERSION_INTEGRITY_RESTORED if ok else AuditAction.VERSION_INTEGRITY_FAILED, obj=version, before=before,
             after={"integrity_ok": ok, "integrity_problem": code}, changes={"artifact_sha256": sha256}, actor=actor,
         )  # fmt: skip
         if not ok:
