@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -315,8 +317,6 @@ def celery_worker(*, queues: str = "default", media_root=None, **env_overrides):
     It reads the same artifact and evaluation-data files as the test when ``media_root`` is the
     parent of the test's storage folders (``tmp_path``).
     """
-    import signal
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -344,11 +344,16 @@ def celery_worker(*, queues: str = "default", media_root=None, **env_overrides):
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM to a process started with ``start_new_session``, and its children; SIGKILL after ``timeout``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):

@@ -40,18 +40,7 @@ def _worker_idle(settings) -> bool:
     return bool(inspect.ping()) and not any(busy)
 
 
-def _default_policies() -> None:
-    """The site-wide default policies a data migration creates, as on a fresh database (an earlier
-    transactional test flushed them)."""
-    from importlib import import_module
-
-    from django.apps import apps
-
-    import_module("governance.approvals.migrations.0002_default_policies").create(apps, None)
-
-
 def test_after_the_demo_and_its_evaluations_every_deployed_version_passes_its_gate(api, settings, tmp_path):
-    _default_policies()
     settings.VAR_DIR = tmp_path  # the demo writes its credit table there
     media_root = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"]).parent
     with celery_worker(queues="default,evaluations", media_root=media_root):  # starts while the demo trains

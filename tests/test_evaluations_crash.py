@@ -29,7 +29,7 @@ from django.core.files.storage import storages
 from governance.audit import services as audit
 from governance.audit.models import AuditEvent
 from governance.evaluations.models import EvaluationRun, RunStatus
-from tests.conftest import celery_worker, make_artifact, wait_for
+from tests.conftest import celery_worker, make_artifact, stop_process_group, wait_for
 from tests.slow_models import SlowClassifier
 from tests.test_evaluations_api import credit_frame, csv_upload
 
@@ -73,11 +73,7 @@ def _beat(tmp_path, **env):
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
         log.close()
 
 

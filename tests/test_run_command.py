@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "var" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -114,11 +116,7 @@ def served(tmp_path_factory, base_venv):
     if proc.poll() is not None:
         pytest.fail("scripts/run.sh did not come up:\n" + (var / "run.log").read_text(errors="replace")[-4000:])
     yield base, var
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_process_group(proc, timeout=60)
     log.close()
 
 

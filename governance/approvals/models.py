@@ -71,7 +71,20 @@ class RevisionState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-class PolicyRevision(models.Model):
+class Proposable:
+    """What a policy revision and a policy assignment share: a ``state`` (adopted at once, or
+    proposed until a second admin decides) and ``loosens``, the reasons it is looser."""
+
+    @property
+    def is_loosening(self) -> bool:
+        return bool(self.loosens)
+
+    @property
+    def is_proposed(self) -> bool:
+        return self.state == RevisionState.PROPOSED
+
+
+class PolicyRevision(Proposable, models.Model):
     """One immutable state of a policy's rules; requests bind to the revision they were opened under.
 
     A revision that loosens the rules is stored *proposed* and takes effect (the policy's
@@ -110,14 +123,6 @@ class PolicyRevision(models.Model):
         return f"{self.policy.name} r{self.number}"
 
     @property
-    def is_loosening(self) -> bool:
-        return bool(self.loosens)
-
-    @property
-    def is_proposed(self) -> bool:
-        return self.state == RevisionState.PROPOSED
-
-    @property
     def audit_team_id(self):
         return self.policy.team_id
 
@@ -134,7 +139,7 @@ class ModelPolicy(models.Model):
         return f"{self.model} → {self.policy}"
 
 
-class PolicyAssignment(models.Model):
+class PolicyAssignment(Proposable, models.Model):
     """One change of the policy that governs a model: a policy of its own, or (``policy`` empty) a
     return to its risk tier's default.
 
@@ -185,14 +190,6 @@ class PolicyAssignment(models.Model):
 
     def __str__(self):
         return f"{self.model} → {self.policy or 'tier default'} ({self.state})"
-
-    @property
-    def is_loosening(self) -> bool:
-        return bool(self.loosens)
-
-    @property
-    def is_proposed(self) -> bool:
-        return self.state == RevisionState.PROPOSED
 
     @property
     def audit_team_id(self):

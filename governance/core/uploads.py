@@ -64,8 +64,11 @@ def upload_route(request) -> UploadRoute | None:
     """The upload limit of the route the request is for, if it takes a file (looked up once)."""
     route = getattr(request, "_charter_upload_route", _UNRESOLVED)
     if route is _UNRESOLVED:
+        # Once Django has resolved the URL (views, upload handlers), reuse its match; only the
+        # middleware's early look at an oversized body resolves it itself.
+        match = getattr(request, "resolver_match", None)
         try:
-            view_name = resolve(request.path_info).view_name
+            view_name = match.view_name if match is not None else resolve(request.path_info).view_name
         except Resolver404:
             view_name = ""
         route = UPLOAD_ROUTES.get(view_name)
