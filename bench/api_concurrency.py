@@ -325,7 +325,7 @@ def charter_seed(args) -> CharterSetup:
 
     from governance.accounts import services as accounts
     from governance.accounts.models import Role
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
     from governance.registry import services as registry
 
     User = get_user_model()

@@ -51,7 +51,7 @@ def main() -> None:
 
     from governance.accounts import services as accounts
     from governance.accounts.models import Role
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
     from governance.evaluations import services as evaluations
     from governance.evaluations.models import EvaluationRun
     from governance.registry import services as registry

@@ -79,7 +79,7 @@ def seed() -> None:
     """The demo data, with every evaluation it queues run here (no broker, no worker)."""
     from django.core.management import call_command
 
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
     from governance.evaluations.models import EvaluationRun, RunStatus
     from workers.evaluations import run_evaluation
 
@@ -147,7 +147,7 @@ def measure(args) -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
 
     storage = settings.STORAGES["staticfiles"]["BACKEND"]
     started = time.perf_counter()

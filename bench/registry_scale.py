@@ -93,9 +93,9 @@ def seed(args):
 
     from governance.accounts import services as accounts
     from governance.accounts.models import Role
-    from governance.audit.context import audit_context
     from governance.audit.models import AuditEvent
     from governance.audit.services import checkpoint_create
+    from governance.core.context import audit_context
     from governance.registry.models import ModelVersion, RegisteredModel
 
     User = get_user_model()
@@ -151,7 +151,7 @@ def seed(args):
 def logged_in_client(user):
     from django.test import Client
 
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
 
     client = Client(HTTP_HOST="localhost")
     with audit_context(source="cli", actor=user):  # logging in is itself audited
@@ -296,7 +296,7 @@ def bench_append(args) -> list[tuple[str, float]]:
 
     from governance.audit import services as audit
     from governance.audit.actions import AuditAction
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
     from governance.registry import services
     from governance.registry.models import RegisteredModel
 

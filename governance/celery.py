@@ -66,14 +66,14 @@ class AuditedTask(Task):
     typing = False  # the reserved keyword is not in the task's signature
 
     def apply_async(self, args=None, kwargs=None, **options):
-        from governance.audit import context
+        from governance.core import context
 
         kwargs = dict(kwargs or {})
         kwargs.setdefault(AUDIT_KWARG, context.as_headers())
         return super().apply_async(args=args, kwargs=kwargs, **options)
 
     def __call__(self, *args, **kwargs):
-        from governance.audit.context import audit_context
+        from governance.core.context import audit_context
 
         carried = kwargs.pop(AUDIT_KWARG, None) or {}
         with audit_context(
@@ -98,7 +98,7 @@ def enqueue_on_commit(task_name: str, *args, actor=None, **kwargs) -> None:
 
     from django.db import transaction
 
-    from governance.audit import context
+    from governance.core import context
 
     carried = context.as_headers()
     if carried is not None and actor is not None:  # the service's actor is the requester, whoever opened the context

@@ -117,7 +117,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "governance.core.context_processors.charter",
+                "governance.accounts.context_processors.charter",
                 "governance.notifications.context_processors.notifications",
                 "governance.approvals.context_processors.reviews",
             ],
@@ -225,6 +225,8 @@ EVALUATION_MAX_ROWS = int(os.environ.get("EVALUATION_MAX_ROWS", "2000000"))
 # A sensitive feature with more distinct values is refused (each value would be stored as a group
 # label); the worker reads the same variable (workers/engines/runner.py).
 EVALUATION_MAX_SENSITIVE_GROUPS = int(os.environ.get("EVALUATION_MAX_SENSITIVE_GROUPS", "50"))
+# A stored result names a category value, a group or a quantile only when at least this many rows hold it.
+EVALUATION_MIN_COUNT = int(os.environ.get("EVALUATION_MIN_COUNT", "5"))
 EVALUATION_TIME_LIMIT_SECONDS = int(os.environ.get("EVALUATION_TIME_LIMIT_SECONDS", "3600"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -245,7 +247,7 @@ REST_FRAMEWORK = {
         "governance.accounts.drf.TokenScopePermission",
     ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "governance.core.filters.FilterBackend",  # strict ids and booleans
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
@@ -257,11 +259,10 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": [
-        "governance.core.jsoninput.JSONParser",  # refuses JSON nested too deep or that jsonb cannot store
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
-    ],
+    # JSON bodies only (refusing JSON nested too deep or that jsonb cannot store); the two uploads,
+    # registering a version and requesting an evaluation, take multipart (governance/core/api.py)
+    "DEFAULT_PARSER_CLASSES": ["governance.core.jsoninput.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # 429 with Retry-After past a rate; counted in the default cache (governance/core/throttling.py)
     "DEFAULT_THROTTLE_CLASSES": [
@@ -283,6 +284,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"StageEnum": "governance.registry.models.Stage"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "governance.core.schema.document_every_refusal",
+    ],
 }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")

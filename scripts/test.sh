@@ -227,6 +227,7 @@ step() {
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
 step "deptry" .venv/bin/deptry governance workers
+step "lint-imports" .venv/bin/lint-imports --no-logo
 step "manage.py check" .venv/bin/python manage.py check
 step "makemigrations --check" .venv/bin/python manage.py makemigrations --check --dry-run
 step "pytest" .venv/bin/pytest "$@"

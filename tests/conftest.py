@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from governance.accounts import services as accounts
 from governance.accounts.models import Membership, Role, Team
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.registry import services as registry
 
 User = get_user_model()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.registry import services as registry
 from governance.registry.models import CARD_SECTION_KEYS
 from tests.test_approvals import request

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from governance.accounts import services as accounts
 from governance.accounts.models import ApiToken, Membership, Role
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.core.errors import NotPermitted, ValidationFailed
 from tests.conftest import PASSWORD, assert_error, governed_state, make_artifact
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from governance.accounts import services as accounts
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db

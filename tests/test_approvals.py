@@ -16,8 +16,8 @@ from governance.accounts.models import Membership, Role
 from governance.approvals import rules as R
 from governance.approvals import selectors, services
 from governance.approvals.models import ApprovalRequest, Decision, Policy, RequestStatus
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.registry import services as registry
 from governance.registry.models import CARD_SECTION_KEYS, ModelVersion, Stage
 from tests.conftest import assert_error, governed_state

@@ -11,7 +11,7 @@ import pytest
 
 from governance.approvals import services
 from governance.approvals.models import ApprovalRequest, Decision, RequestStatus
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.registry import services as registry
 from governance.registry.models import CARD_SECTION_KEYS, ModelVersion, Stage
 from tests.conftest import PASSWORD

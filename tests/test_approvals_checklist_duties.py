@@ -19,8 +19,8 @@ from governance.accounts.models import Membership, Role
 from governance.approvals import rules as R
 from governance.approvals import services
 from governance.approvals.models import ChecklistTick
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from tests.conftest import assert_error
 from tests.test_approvals import request
 

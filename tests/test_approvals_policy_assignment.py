@@ -22,8 +22,8 @@ from governance.accounts import services as accounts
 from governance.accounts.models import Membership, Role
 from governance.approvals import selectors, services
 from governance.approvals.models import ApprovalRequest, Decision, ModelPolicy, PolicyAssignment, RequestStatus
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.registry.models import Stage
 from tests.conftest import assert_error
 

@@ -21,8 +21,8 @@ from governance.accounts.models import Membership, Role
 from governance.approvals import rules as R
 from governance.approvals import services
 from governance.approvals.models import ApprovalRequest, Decision, Policy, PolicyRevision, RequestStatus
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.registry.models import Stage
 from tests.conftest import assert_error
 

@@ -14,8 +14,8 @@ from django.urls import reverse
 from governance.accounts.models import Membership, Role
 from governance.approvals import services
 from governance.approvals.models import ApprovalRequest, ChecklistTick, Decision, Policy, PolicyRevision
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.registry import services as registry
 from governance.registry.models import ModelVersion, Stage
 from tests.conftest import move
@@ -559,8 +559,8 @@ def test_team_admin_creates_and_edits_a_team_policy_as_new_revisions(login, user
 def test_a_team_admin_chooses_a_models_policy_on_its_page(login, users, team, model, superuser):
     from governance.approvals import services as approval_services
     from governance.approvals.models import ModelPolicy, Policy, PolicyAssignment
-    from governance.audit.context import audit_context
     from governance.audit.models import AuditEvent
+    from governance.core.context import audit_context
 
     with audit_context(source="cli", actor=superuser):
         strict = approval_services.policy_create(

@@ -13,9 +13,9 @@ from django.urls import reverse
 from governance.approvals.models import RequestStatus
 from governance.audit import actions, services
 from governance.audit.actions import AuditAction
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
-from governance.core.errors import GOVERNED_WRITES
+from governance.audit.refusals import GOVERNED_WRITES
+from governance.core.context import audit_context
 from tests.conftest import move
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def _strings_outside_a_lookup(node: ast.AST) -> bool:
 
 
 def test_actions_built_from_a_status_or_a_write_are_members():
-    from governance.approvals.services import _CLOSED_AS
+    from governance.approvals.services.reviews import _CLOSED_AS
 
     assert set(_CLOSED_AS) == set(RequestStatus) - {RequestStatus.OPEN}
     assert all(_CLOSED_AS[s].value == f"review.{s}" for s in _CLOSED_AS)

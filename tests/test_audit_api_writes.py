@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from governance.accounts import services as accounts
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from tests.conftest import make_artifact, move
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")

@@ -27,8 +27,8 @@ from django.utils import timezone
 from governance.accounts.models import Team
 from governance.audit import chain, roles, services
 from governance.audit.actions import AuditAction
-from governance.audit.context import audit_context
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
+from governance.core.context import audit_context
 from governance.registry import services as registry
 from governance.registry.models import RegisteredModel
 

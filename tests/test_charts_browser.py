@@ -14,7 +14,7 @@ import joblib
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.evaluations import measures, services
 from governance.evaluations.models import EvaluationKind, RunStatus
 from governance.registry import services as registry

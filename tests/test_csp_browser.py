@@ -8,7 +8,7 @@ import pytest
 
 from governance.accounts import services as accounts
 from governance.accounts.models import ApiToken
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from tests.browser import watch_csp
 from tests.test_approvals_browser import _sign_in
 from tests.test_run_command import CHROMIUM, CHROMIUM_FLAGS

@@ -85,8 +85,8 @@ def _bad(frame_or_bytes, name="data.csv"):
         pytest.param({"data": _bad(b"\x00\x01 not a table", name="x.parquet")}, "unreadable_data", id="garbage"),
         pytest.param({"data": _bad(b"a,b\n1,2\n", name="data.xlsx")}, "unsupported_data_format", id="xlsx"),
         pytest.param(
-            {"sensitive_features": '["sex", "region", "age"]'}, "invalid_sensitive_features", id="three-sensitive"
-        ),  # fmt: skip
+            {"sensitive_features": '["sex", "region", "age", "debt"]'}, "invalid_sensitive_features", id="four"
+        ),
         pytest.param({"sensitive_features": "sex"}, "invalid", id="not-json"),
         pytest.param({"kind": "astrology"}, "invalid_kind", id="unknown-kind"),
         pytest.param({"parameters": '{"bootstrap": "many"}'}, "invalid_parameters", id="wrong-type"),
@@ -196,7 +196,7 @@ def test_the_policy_runs_its_evaluations_on_every_new_version(api, users, superu
 
 
 def audit_context_for(user):
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
 
     return audit_context(source="cli", actor=user)
 

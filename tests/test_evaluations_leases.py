@@ -15,8 +15,8 @@ import pytest
 from django.core.files.storage import storages
 from sklearn.linear_model import LogisticRegression
 
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.evaluations import services
 from governance.evaluations.models import EvaluationRun, RunStatus
 from tests.test_evaluations_api import credit_frame, csv_upload

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.evaluations import services
 from governance.evaluations.models import EvaluationRun, RunStatus
 from tests.test_evaluations_api import credit_frame, csv_upload

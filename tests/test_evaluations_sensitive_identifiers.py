@@ -18,8 +18,8 @@ from django.core.files.storage import storages
 from django.urls import reverse
 from sklearn.linear_model import LogisticRegression
 
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.evaluations import services
 from governance.evaluations.models import EvaluationRun, RunStatus
 from tests.conftest import assert_error, governed_state

@@ -10,8 +10,8 @@ from django.core.files.storage import storages
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.evaluations import services
 from governance.evaluations.models import EvaluationRun, RunStatus
 from governance.registry import services as registry

@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from governance.approvals.models import ApprovalRequest, Policy, RequestStatus
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.notifications.models import Notification
 from governance.registry import artifacts
 from governance.registry import services as registry

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from governance.accounts import selectors
 from governance.accounts import services as accounts
 from governance.accounts.models import Role
-from governance.audit.context import audit_context
 from governance.core import sql
+from governance.core.context import audit_context
 from governance.registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db

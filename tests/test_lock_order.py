@@ -21,8 +21,8 @@ from django.db import OperationalError, connection, connections, transaction
 from django.test import RequestFactory
 
 from governance.accounts.models import Team
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.core.errors import Busy, api_exception_handler, is_transient_db_error
 from governance.core.middleware import TransientDatabaseErrorMiddleware
 from governance.core.retry import retry_once

@@ -8,8 +8,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.core.errors import ValidationFailed
 from governance.notifications import services
 from governance.notifications.models import DeliveryStatus, Notification, WebhookDelivery

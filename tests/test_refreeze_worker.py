@@ -18,8 +18,8 @@ from sklearn.linear_model import LogisticRegression
 
 from governance.approvals import services as approvals
 from governance.approvals.models import ApprovalRequest, RequestStatus
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.evaluations.models import EvaluationRun
 from governance.notifications.models import Notification
 from governance.registry.models import ModelVersion, Stage

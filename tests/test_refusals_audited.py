@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from governance.approvals.models import Policy
 from governance.audit.models import AuditEvent
-from governance.core.errors import GOVERNED_WRITES
+from governance.audit.refusals import GOVERNED_WRITES
 from governance.registry.models import Stage
 from tests.conftest import assert_error
 from tests.test_evaluations_api import credit_frame, csv_upload

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from django.core.files.storage import storages
 
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
 from governance.audit.services import AuditContextMissing
+from governance.core.context import audit_context
 from governance.core.errors import NotPermitted, ValidationFailed
 from governance.registry import artifacts, selectors
 from governance.registry import services as registry

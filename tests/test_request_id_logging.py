@@ -56,7 +56,7 @@ def test_log_format_json_writes_one_object_per_line_with_the_request_id():
     """A fresh process (settings are read once) with LOG_FORMAT=json logs inside an audit context."""
     code = (
         "import django, logging; django.setup()\n"
-        "from governance.audit.context import audit_context\n"
+        "from governance.core.context import audit_context\n"
         "with audit_context(source='cli', request_id='req-json-3'):\n"
         "    logging.getLogger('charter.test').warning('inside %s', 'a command')\n"
     )

@@ -16,7 +16,7 @@ from django.urls import reverse
 from sklearn.linear_model import LogisticRegression
 
 from governance.approvals import services
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.evaluations import services as evaluations
 from governance.evaluations.models import EvaluationRun
 from governance.registry import services as registry

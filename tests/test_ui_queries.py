@@ -8,7 +8,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from tests.conftest import move
 
 pytestmark = pytest.mark.django_db

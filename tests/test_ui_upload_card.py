@@ -11,7 +11,7 @@ import pytest
 from django.core import signing
 from django.urls import reverse
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.registry import artifacts
 from governance.registry import forms as registry_forms
 from governance.registry import services as registry

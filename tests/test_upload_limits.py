@@ -20,7 +20,7 @@ import time
 import pytest
 
 from governance.accounts import services as accounts
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.registry.models import ModelVersion
 from tests.conftest import signed_in
 

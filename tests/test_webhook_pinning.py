@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.db import transaction
 
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.notifications import services
 from governance.notifications.models import DeliveryStatus
 from tests.test_webhooks import _create, _event

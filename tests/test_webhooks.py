@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from governance.accounts import services as accounts
-from governance.audit.context import audit_context
 from governance.audit.models import AuditEvent
+from governance.core.context import audit_context
 from governance.notifications import crypto, services, signing
 from governance.notifications.models import DeliveryStatus, Webhook, WebhookDelivery
 from tests.conftest import assert_error, celery_worker, signed_in

@@ -57,7 +57,7 @@ def test_uploaded_artifact_is_inspected_by_a_real_worker_under_the_requesters_co
 def test_context_is_captured_when_the_task_is_scheduled_not_when_the_transaction_commits(model, users, worker):
     from django.db import transaction
 
-    from governance.audit.context import audit_context
+    from governance.core.context import audit_context
     from governance.registry import services
 
     with transaction.atomic():  # like a management command that commits after leaving its context
@@ -100,8 +100,8 @@ def test_published_messages_carry_the_audit_context_but_do_not_print_it(
 
     import redis
 
-    from governance.audit.context import audit_context
     from governance.celery import enqueue_on_commit
+    from governance.core.context import audit_context
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     with django_capture_on_commit_callbacks(execute=True), audit_context(source="api", request_id="req-private-7",

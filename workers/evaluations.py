@@ -64,6 +64,7 @@ def _execute(run, *, lease: str, progress) -> str:
             result, figures = evaluate(
                 run.kind, model, frame, target=run.target_column or None, sensitive=run.sensitive_features,
                 parameters=run.parameters, progress=progress, training_profile=run.version.training_profile,
+                min_count=getattr(settings, "EVALUATION_MIN_COUNT", None),
             )  # fmt: skip
         finished = services.run_finish(
             run_id=run_id, result=result, figures=figures, environment=_environment(model),
@@ -130,13 +131,15 @@ def _artifact_file(version):
 
 
 def _load(run, artifact_path: str):
-    from governance.accounts.models import Membership, Role
+    from governance.accounts.capabilities import Capability, roles_for
+    from governance.accounts.models import Membership
     from workers.engines.loading import load_model
 
     version = run.version
-    # pickle runs code when it loads: only for artifacts an author of the owning team uploaded
+    # pickle runs code when it loads: only for artifacts uploaded by someone who may register versions
+    # in the owning team (its authors and admins)
     trusted_uploader = Membership.objects.filter(
-        user_id=version.created_by_id, team_id=version.model.team_id, role__in=[Role.AUTHOR, Role.ADMIN]
+        user_id=version.created_by_id, team_id=version.model.team_id, role__in=roles_for(Capability.VERSION_CREATE)
     ).exists()
     return load_model(
         artifact_path, artifact_format=version.artifact_format, expected_sha256=version.artifact_sha256,

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from governance.accounts import selectors, services
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
-from governance.core.api import errors, validated
+from governance.core.api import described, errors, validated
 from governance.core.errors import NotFound
 
 User = get_user_model()
@@ -18,13 +18,16 @@ class TeamOut(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "description", "created_at"]
 
 
+_TeamName = described(serializers.CharField, {"type": "string", "pattern": services.TEAM_NAME_PATTERN})
+
+
 class TeamIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = _TeamName(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class TeamPatchIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False)
+    name = _TeamName(max_length=100, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -106,7 +109,9 @@ class TokenOut(serializers.ModelSerializer):
 
 class TokenIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), allow_empty=False, min_length=1
+    )
     team = serializers.IntegerField(required=False, allow_null=True, default=None)
     expires_in_days = serializers.IntegerField(min_value=1, max_value=services.MAX_TOKEN_DAYS, default=90)
 

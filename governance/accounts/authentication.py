@@ -6,7 +6,7 @@ from rest_framework import authentication, exceptions
 
 from governance.accounts import selectors
 from governance.accounts.models import ApiToken
-from governance.audit import context
+from governance.core import context
 
 TOKEN_PREFIX = "chr_"
 

@@ -19,9 +19,9 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.shortcuts import render
 
-from governance.audit import context
 from governance.audit import services as audit
 from governance.audit.actions import AuditAction
+from governance.core import context
 
 
 def _minutes(request) -> int:

@@ -1,27 +1,13 @@
-"""Who may do what: roles per team, capabilities per role, scopes per token."""
+"""Who may do what: roles per team, the capabilities they hold (``capabilities.Capability``), scopes per token."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from governance.accounts.models import Membership, Role, Scope
+from governance.accounts.capabilities import ALL_ROLES, Capability, capability, roles_for
+from governance.accounts.models import Membership, Scope
 from governance.core import sql
 from governance.core.errors import NotPermitted
-
-ALL_ROLES = frozenset(Role.values)
-
-# Capabilities that are not lifecycle transitions (those carry their roles in the transition table).
-CAPABILITIES: dict[str, frozenset[str]] = {
-    "view": ALL_ROLES,
-    "model.create": frozenset({Role.AUTHOR, Role.ADMIN}),
-    "model.update": frozenset({Role.AUTHOR, Role.ADMIN}),
-    "model.delete": frozenset({Role.ADMIN}),
-    "version.create": frozenset({Role.AUTHOR, Role.ADMIN}),
-    "version.update": frozenset({Role.AUTHOR, Role.ADMIN}),
-    "card.edit": frozenset({Role.AUTHOR, Role.ADMIN}),
-    "team.manage": frozenset({Role.ADMIN}),
-    "audit.verify": frozenset({Role.AUDITOR, Role.ADMIN}),
-}
 
 
 def roles_by_team(user) -> dict[int, frozenset[str]]:
@@ -80,29 +66,39 @@ def token_scopes(user) -> frozenset[str] | None:
     return None if token is None else frozenset(token.scopes)
 
 
-def can_anywhere(user, capability: str) -> bool:
+def can_anywhere(user, cap: Capability) -> bool:
     """Whether the user holds the capability in at least one team (site administrators always do)."""
+    needed = roles_for(cap)
     if not user.is_authenticated:
         return False
     if user.is_superuser:
         return True
-    return any(roles & CAPABILITIES[capability] for roles in roles_by_team(user).values())
+    return any(roles & needed for roles in roles_by_team(user).values())
 
 
-def has_any_role(user, team_id: int, roles: Iterable[str]) -> bool:
+def _has_any_role(user, team_id: int, roles: Iterable[str]) -> bool:
     return bool(roles_in(user, team_id) & set(roles))
 
 
-def can(user, capability: str, team_id: int) -> bool:
-    return has_any_role(user, team_id, CAPABILITIES[capability])
+def can(user, cap: Capability, team_id: int) -> bool:
+    return _has_any_role(user, team_id, roles_for(cap))
 
 
-def require(user, capability: str, *, team_id: int, roles: Iterable[str] | None = None, what: str = "") -> None:
+def require(user, cap: Capability, *, team_id: int, what: str = "") -> None:
     """Raise ``NotPermitted`` unless the user holds one of the roles the capability needs in that team."""
-    needed = frozenset(roles) if roles is not None else CAPABILITIES[capability]
-    if not has_any_role(user, team_id, needed):
+    _require(user, roles_for(cap), team_id=team_id, what=what or capability(cap).value)
+
+
+def require_roles(user, roles: frozenset[str], *, team_id: int, what: str) -> None:
+    """``require`` for a lifecycle step, whose roles the transition table carries
+    (``governance.registry.models.TRANSITIONS``, built with ``capabilities.transition_roles``)."""
+    _require(user, roles, team_id=team_id, what=what)
+
+
+def _require(user, needed: frozenset[str], *, team_id: int, what: str) -> None:
+    if not _has_any_role(user, team_id, needed):
         names = ", ".join(sorted(needed))
-        raise NotPermitted(f"You need one of these roles in the owning team to {what or capability}: {names}.")
+        raise NotPermitted(f"You need one of these roles in the owning team to {what}: {names}.")
 
 
 def require_scope(user, scope: str) -> None:

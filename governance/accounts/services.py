@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -10,6 +11,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from governance.accounts.authentication import TOKEN_PREFIX, hash_token
+from governance.accounts.capabilities import Capability
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
 from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes, token_team
 from governance.audit import services as audit
@@ -26,12 +28,20 @@ def _require_superuser(actor, what: str) -> None:
         raise NotPermitted(f"Only a site administrator can {what}.")
 
 
+# A team's name gives its slug: it needs a letter or digit that slugify keeps (the API schema's pattern).
+TEAM_NAME_PATTERN = "[A-Za-z0-9]"
+
+
+def _check_team_name(name: str) -> None:
+    if not re.search(TEAM_NAME_PATTERN, name):
+        raise ValidationFailed("A team needs a name with at least one letter or digit (A-Z, 0-9).", code="invalid_name")
+
+
 @transaction.atomic
 def team_create(*, actor, name: str, description: str = "", slug: str = "") -> Team:
     _require_superuser(actor, "create teams")
+    _check_team_name(name)
     slug = slug or slugify(name)
-    if not slug:
-        raise ValidationFailed("A team needs a name with at least one letter or digit.", code="invalid_name")
     if Team.objects.filter(name__iexact=name).exists() or Team.objects.filter(slug=slug).exists():
         raise Conflict(f"A team named '{name}' already exists.", code="duplicate_name")
     try:
@@ -46,11 +56,13 @@ def team_create(*, actor, name: str, description: str = "", slug: str = "") -> T
 @transaction.atomic
 def team_update(*, actor, team: Team, **changes) -> Team:
     require_scope(actor, "admin")
-    require(actor, "team.manage", team_id=team.pk, what="edit this team")
+    require(actor, Capability.TEAM_MANAGE, team_id=team.pk, what="edit this team")
     team = Team.objects.select_for_update().filter(pk=team.pk).first()
     if team is None:
         raise NotFound("This team no longer exists.")
     before = audit.snapshot(team)
+    if "name" in changes:
+        _check_team_name(changes["name"])
     for field in ("name", "description"):
         if field in changes:
             setattr(team, field, changes[field])
@@ -68,7 +80,7 @@ def team_update(*, actor, team: Team, **changes) -> Team:
 @transaction.atomic
 def membership_add(*, actor, team: Team, user, role: str) -> Membership:
     require_scope(actor, "admin")
-    require(actor, "team.manage", team_id=team.pk, what="manage members")
+    require(actor, Capability.TEAM_MANAGE, team_id=team.pk, what="manage members")
     if role not in Role.values:
         raise ValidationFailed(f"'{role}' is not a role. Choose one of: {', '.join(Role.values)}.", code="invalid_role")
     try:
@@ -83,7 +95,7 @@ def membership_add(*, actor, team: Team, user, role: str) -> Membership:
 @transaction.atomic
 def membership_remove(*, actor, membership: Membership) -> None:
     require_scope(actor, "admin")
-    require(actor, "team.manage", team_id=membership.team_id, what="manage members")
+    require(actor, Capability.TEAM_MANAGE, team_id=membership.team_id, what="manage members")
     membership = Membership.objects.select_for_update().filter(pk=membership.pk).first()
     if membership is None:  # removed by someone else meanwhile: one removal, one event
         raise NotFound("This membership no longer exists.")

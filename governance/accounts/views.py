@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from governance.accounts import selectors, services
+from governance.accounts.capabilities import Capability
 from governance.accounts.forms import MembershipAddForm, TokenCreateForm
 from governance.accounts.models import Role, Scope
 from governance.accounts.permissions import can
@@ -104,7 +105,7 @@ def _team_page(request, team, *, form=None, status=200):
     context = {
         "team": team,
         "members": sorted(members.values(), key=lambda m: m["user"].get_username().lower()),
-        "may_manage": can(request.user, "team.manage", team.pk),
+        "may_manage": can(request.user, Capability.TEAM_MANAGE, team.pk),
         "form": form or MembershipAddForm(),
         "roles": Role.choices,
         "model_count": RegisteredModel.objects.filter(team=team).count(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 from django_filters import rest_framework as filters
+from django_filters.utils import translate_validation
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -22,12 +23,14 @@ from governance.approvals import selectors, services
 from governance.approvals.models import (
     ApprovalRequest,
     Decision,
+    DecisionKind,
     Policy,
     PolicyAssignment,
     RequestStatus,
     RevisionState,
 )
-from governance.core.api import errors, validated
+from governance.core import filters as core_filters
+from governance.core.api import described, errors, validated
 from governance.core.errors import DomainError, NotFound, ValidationFailed
 from governance.core.pagination import NewestFirstCursorPagination, PagePagination
 from governance.registry import selectors as registry_selectors
@@ -40,13 +43,13 @@ class ProposalOut(serializers.Serializer):
     number = serializers.IntegerField()
     based_on = serializers.IntegerField(allow_null=True, help_text="The revision the proposal loosens.")
     loosens = serializers.ListField(child=serializers.CharField(), help_text="Why these rules are looser.")
-    proposed_by = serializers.CharField(source="created_by.username", default=None)
+    proposed_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     proposed_at = serializers.DateTimeField(source="created_at")
     comment = serializers.CharField()
 
 
 class PolicyOut(serializers.ModelSerializer):
-    team_name = serializers.CharField(source="team.name", read_only=True, default=None)
+    team_name = serializers.CharField(source="team.name", read_only=True, default=None, allow_null=True)
     rules = serializers.SerializerMethodField()
     pending_proposal = serializers.SerializerMethodField(
         help_text="A looser revision waiting for a second admin (the rules above stay in force until then)."
@@ -76,14 +79,16 @@ class PolicyIn(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     team = serializers.IntegerField(required=False, allow_null=True, default=None, help_text="Omit for site-wide.")
     risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False, allow_blank=True, default="")
-    rules = serializers.JSONField(help_text="Gates and quorum per environment; see the policy documentation.")
+    rules = described(serializers.JSONField, {"type": "object"})(
+        help_text="Gates and quorum per environment; see the policy documentation."
+    )
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
 class PolicyPatchIn(serializers.Serializer):
     name = serializers.CharField(max_length=120, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
-    rules = serializers.JSONField(required=False)
+    rules = described(serializers.JSONField, {"type": "object"})(required=False)
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
@@ -97,9 +102,9 @@ class PolicyRevisionOut(serializers.Serializer):
     comment = serializers.CharField()
     loosens = serializers.ListField(child=serializers.CharField(), help_text="Why it loosens the rules before it.")
     based_on = serializers.IntegerField(allow_null=True)
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
     created_at = serializers.DateTimeField()
-    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
     decided_at = serializers.DateTimeField(allow_null=True)
     decision_comment = serializers.CharField()
 
@@ -125,7 +130,7 @@ class AssignmentOut(serializers.ModelSerializer):
     target = serializers.SerializerMethodField(help_text="The policy revision that governs once it takes effect.")
     based_on = serializers.SerializerMethodField(help_text="The policy revision that governed when it was made.")
     proposed_by = serializers.CharField(source="proposed_by.username", default=None)
-    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
 
     class Meta:
         model = PolicyAssignment
@@ -151,8 +156,8 @@ class PolicyAssignedOut(serializers.Serializer):
     )
 
 
-class AssignmentFilter(filters.FilterSet):
-    model = filters.NumberFilter(field_name="model_id")
+class AssignmentFilter(core_filters.FilterSet):
+    model = core_filters.IdFilter(field_name="model_id")
     state = filters.ChoiceFilter(choices=RevisionState.choices)
 
     class Meta:
@@ -279,14 +284,19 @@ class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Changes of your models' policies, newest first (filter state=proposed for those waiting)",
         parameters=[
-            OpenApiParameter("model", int, required=False),
+            OpenApiParameter(
+                "model", {"type": "integer", "minimum": 1, "maximum": core_filters.MAX_ID}, required=False
+            ),
             OpenApiParameter("state", str, required=False, enum=list(RevisionState.values)),
         ],
         responses={200: AssignmentOut(many=True)},
     )
     @action(detail=False, methods=["get"], url_path="assignments", url_name="assignments")
     def assignments(self, request):
-        queryset = AssignmentFilter(request.query_params, queryset=selectors.assignment_list(user=request.user)).qs
+        filterset = AssignmentFilter(request.query_params, queryset=selectors.assignment_list(user=request.user))
+        if not filterset.is_valid():  # a filter value it cannot use is a 400, as on every other list
+            raise translate_validation(filterset.errors)
+        queryset = filterset.qs
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(AssignmentOut(page, many=True).data)
 
@@ -380,7 +390,9 @@ class RequestIn(serializers.Serializer):
 
 
 class DecideIn(serializers.Serializer):
-    decision = serializers.CharField(max_length=40, help_text="approve, request_changes or reject.")
+    decision = described(serializers.CharField, {"type": "string", "enum": list(DecisionKind.values)})(
+        max_length=40, help_text="approve, request_changes or reject."
+    )
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
 
@@ -388,13 +400,13 @@ class WithdrawIn(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
 
 
-class RequestFilter(filters.FilterSet):
+class RequestFilter(core_filters.FilterSet):
     status = filters.ChoiceFilter(choices=RequestStatus.choices)
-    version = filters.NumberFilter(field_name="version_id")
-    model = filters.NumberFilter(field_name="version__model_id")
-    team = filters.NumberFilter(field_name="version__model__team_id")
+    version = core_filters.IdFilter(field_name="version_id")
+    model = core_filters.IdFilter(field_name="version__model_id")
+    team = core_filters.IdFilter(field_name="version__model__team_id")
     risk_tier = filters.ChoiceFilter(field_name="version__model__risk_tier", choices=RiskTier.choices)
-    awaiting_me = filters.BooleanFilter(method="_awaiting", help_text="Open requests you may decide and have not.")
+    awaiting_me = core_filters.BooleanFilter(method="_awaiting", help_text="Open requests you may decide and have not.")
 
     class Meta:
         model = ApprovalRequest

@@ -20,6 +20,7 @@ from governance.approvals import rules as R
 from governance.approvals.models import DecisionKind, RequestStatus
 from governance.registry.artifacts import PROBLEMS as ARTIFACT_PROBLEMS
 from governance.registry.models import NEVER_SERVED_STAGES, Stage
+from workers.engines import fairness as fairness_engine
 
 PASSED, FAILED, MISSING = "passed", "failed", "missing"
 
@@ -207,31 +208,108 @@ def _evaluation(gate: R.EvaluationGate, inputs: Inputs) -> Line:
     return Line(gate.kind, label, PASSED, f"Run #{run.pk} finished on {run.finished_at:%Y-%m-%d %H:%M}.", _url(run))
 
 
+# The confidence of the disparity intervals a fairness gate judges with ``judge: bound``.
+FAIRNESS_GATE_CONFIDENCE = 0.95
+_LEFT_OUT_NAMED = 5
+# measure: (its name in a sentence, the name of the problem, the rates it compares)
+_FAIRNESS_MEASURES = {
+    "demographic_parity_ratio": ("demographic-parity ratio", "demographic parity", ("selection_rate",)),
+    "equalized_odds_difference": ("equalized-odds difference", "equalized odds", ("recall", "false_positive_rate")),
+}
+
+
 def _fairness(gate: R.FairnessGate, inputs: Inputs) -> Line:
-    parts = []
-    if gate.dp_ratio_min is not None:
-        parts.append(f"demographic-parity ratio >= {gate.dp_ratio_min:g}")
-    if gate.eo_diff_max is not None:
-        parts.append(f"equalized-odds difference <= {gate.eo_diff_max:g}")
+    """The policy's thresholds on the disparities of the newest fairness run over exactly the gate's
+    features, recomputed from its stored per-group numbers with the policy's minimum group size (the
+    engine's rule: small groups and undefined rates left out), judged on the estimate or on the
+    interval's unfavourable bound as the policy says. A result without per-group numbers is judged
+    on its stored disparities, and only on the estimate."""
+    bound = gate.judge == "bound"
+    checks = [
+        (key, threshold, side)
+        for key, threshold, side in (
+            ("demographic_parity_ratio", gate.dp_ratio_min, "min"),
+            ("equalized_odds_difference", gate.eo_diff_max, "max"),
+        )
+        if threshold is not None
+    ]
+    parts = [
+        f"{_FAIRNESS_MEASURES[key][0]}{(' lower' if side == 'min' else ' upper') + ' bound' if bound else ''} "
+        f"{'>=' if side == 'min' else '<='} {threshold:g}"
+        for key, threshold, side in checks
+    ]
     label = f"Fairness over {', '.join(gate.features)}: " + " and ".join(parts or ["reported"])
     run = _newest(inputs, "fairness", lambda r: sorted(r.sensitive_features) == sorted(gate.features))
     if run is None:
         return Line(gate.kind, label, MISSING, f"No fairness evaluation over {', '.join(gate.features)} has run yet.")
-    overall = run.result.get("overall") or {}
-    ratio, eo = overall.get("demographic_parity_ratio"), overall.get("equalized_odds_difference")
+    judged = fairness_recomputed(run.result or {}, gate)
+    if judged is None:
+        if bound and checks:
+            return Line(
+                gate.kind, label, FAILED,
+                f"Run #{run.pk} keeps no per-group numbers, so there is no interval to judge; run the fairness "
+                "evaluation again.", _url(run),
+            )  # fmt: skip
+        values, intervals = (run.result or {}).get("overall") or {}, {}
+        scope = "its stored disparities (the result keeps no per-group sizes, so no group could be left out)"
+    else:
+        values, intervals = judged["disparities"], judged["disparity_ci"]
+        scope = f"groups of at least {gate.min_group_size} rows"
+    how = f"the unfavourable bound of the {FAIRNESS_GATE_CONFIDENCE:.0%} interval" if bound else "the estimate"
     problems, found = [], []
-    if gate.dp_ratio_min is not None:
-        found.append(f"demographic-parity ratio {ratio:.3f}" if ratio is not None else "no demographic-parity ratio")
-        if ratio is None or ratio < gate.dp_ratio_min:
-            problems.append("demographic parity")
-    if gate.eo_diff_max is not None:
-        found.append(f"equalized-odds difference {eo:.3f}" if eo is not None else "no equalized-odds difference")
-        if eo is None or eo > gate.eo_diff_max:
-            problems.append("equalized odds")
-    detail = f"Run #{run.pk}: {', '.join(found)}" + (
-        f"; outside the threshold: {', '.join(problems)}." if problems else "."
-    )
+    for key, threshold, side in checks:
+        name, problem, rates = _FAIRNESS_MEASURES[key]
+        estimate = values.get(key)
+        value = (intervals.get(key) or [None, None])[0 if side == "min" else 1] if bound else estimate
+        if value is None:
+            too_few = judged is not None and any(judged["compared"].get(m, 0) < 2 for m in rates)
+            why = f"fewer than two groups of at least {gate.min_group_size} rows to compare" if too_few else "undefined"
+            found.append(f"no {name} ({why})")
+        elif bound:
+            found.append(f"{name} {'lower' if side == 'min' else 'upper'} bound {value:.3f} (estimate {estimate:.3f})")
+        else:
+            found.append(f"{name} {value:.3f}")
+        if value is None or (value < threshold if side == "min" else value > threshold):
+            problems.append(problem)
+    detail = f"Run #{run.pk}, judged on {how} over {scope}: {', '.join(found) or 'no threshold set'}"
+    if judged is not None:
+        detail += _left_out_text(judged, {m for key, _, _ in checks for m in _FAIRNESS_MEASURES[key][2]})
+    detail += f"; outside the threshold: {', '.join(problems)}." if problems else "."
     return Line(gate.kind, label, FAILED if problems else PASSED, detail, _url(run))
+
+
+def fairness_recomputed(result: dict, gate: R.FairnessGate) -> dict | None:
+    """The disparities of the run's primary analysis (the intersection of its features) over the groups
+    the policy supports; ``None`` when the result keeps no per-group numbers."""
+    report = result.get("report") if isinstance(result.get("report"), dict) else {}
+    primary = report.get("primary")
+    analysis = next((a for a in report.get("analyses") or [] if isinstance(a, dict) and a.get("name") == primary), None)
+    if analysis is None:
+        return None
+    return fairness_engine.disparities_from_stored(
+        analysis, min_group_size=gate.min_group_size, confidence=FAIRNESS_GATE_CONFIDENCE
+    )
+
+
+def _left_out_text(judged: dict, rates: set[str]) -> str:
+    """'; left out: group X (n=1 < 30), …' and the groups left out of a rate's comparison for want of a
+    denominator, for the rates the gate reads."""
+
+    def names(items: list[str]) -> str:
+        more = len(items) - _LEFT_OUT_NAMED
+        return ", ".join(items[:_LEFT_OUT_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+    text = ""
+    if judged["left_out"]:
+        text += "; left out: " + names([f"group {e['group']} ({e['reason']})" for e in judged["left_out"]])
+    for rate, groups in judged["undefined_left_out"].items():
+        if rate in rates and groups:
+            what = fairness_engine.RATE_NAMES[rate]
+            text += (
+                f"; {what} undefined (no {fairness_engine.DENOMINATOR_NAMES[rate]}), so left out of the {what} "
+                f"comparison: {names([f'group {g}' for g in groups])}"
+            )
+    return text
 
 
 def _latency(gate: R.LatencyGate, inputs: Inputs) -> Line:

@@ -13,8 +13,8 @@ from typing import Any
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from governance.accounts.models import Role
-from governance.accounts.permissions import has_any_role, roles_by_team
+from governance.accounts.capabilities import Capability
+from governance.accounts.permissions import can, can_anywhere
 from governance.approvals import gates, selectors
 from governance.approvals import rules as R
 from governance.approvals.models import ApprovalRequest, Decision, DecisionKind, RequestStatus
@@ -24,8 +24,6 @@ from governance.registry.models import ModelVersion, Stage
 
 ENVIRONMENT_LABELS = {"staging": "Staging", "production": "Production"}
 EVALUATION_LABELS = {k: k.replace("_", " ") for k in R.EVALUATION_KINDS}
-# The roles the checklist service accepts (one set, in the selectors).
-CHECKLIST_ROLES = selectors.CHECKLIST_ROLES
 
 
 def environment_label(environment: str) -> str:
@@ -87,7 +85,15 @@ def gate_sentence(gate) -> str:
             parts.append(f"demographic-parity ratio at least {gate.dp_ratio_min:g}")
         if gate.eo_diff_max is not None:
             parts.append(f"equalized-odds difference at most {gate.eo_diff_max:g}")
-        return f"Fairness over {', '.join(gate.features)}: " + (" and ".join(parts) or "reported") + "."
+        judged = (
+            f"the unfavourable bound of its {gates.FAIRNESS_GATE_CONFIDENCE:.0%} interval"
+            if gate.judge == "bound"
+            else "the estimate"
+        )
+        return (
+            f"Fairness over {', '.join(gate.features)}: " + (" and ".join(parts) or "reported")
+            + f", judged on {judged} over groups of at least {gate.min_group_size} rows."
+        )  # fmt: skip
     if kind == "latency":
         return f"p95 latency at most {gate.p95_ms_max:g} ms on host class “{gate.host_class}”."
     if kind == "gpu_memory":
@@ -150,16 +156,14 @@ def open_request_count(policy) -> int:
 
 def decides_anywhere(user) -> bool:
     """Whether the person holds a decision role somewhere (for the queue's empty state)."""
-    if user.is_superuser:
-        return True
-    return any(roles & frozenset(R.DECISION_ROLES) for roles in roles_by_team(user).values())
+    return can_anywhere(user, Capability.APPROVAL_DECIDE)
 
 
 def may_edit_policy(user, policy) -> bool:
     """Whether to offer the edit button (the service decides for real)."""
     if policy.team_id is None:
         return user.is_superuser
-    return has_any_role(user, policy.team_id, {Role.ADMIN})
+    return can(user, Capability.POLICY_MANAGE, policy.team_id)
 
 
 # --- the review queue -------------------------------------------------------------------------
@@ -475,11 +479,18 @@ def _fairness(run, result: dict, review_gates: list) -> dict[str, Any]:
         analyses = [{"name": primary or ", ".join(run.sensitive_features), "disparities": result.get("overall") or {}}]
     names = [str(a.get("name", "")) for a in analyses]
     gated = [gate is not None and name == (primary or name) for name in names]
+    # the gated column shows what the gate reads: recomputed over the policy's minimum group size,
+    # judged on the estimate or on the interval's unfavourable bound
+    judged = gates.fairness_recomputed(result, gate) if gate is not None else None
     rows = []
     for measure in FAIRNESS_MEASURES:
         low, high = limits.get(measure, (None, None))
         cells = [
-            _number(FAIRNESS_SHORT[measure], (a.get("disparities") or {}).get(measure), *((low, high) if g else ()))
+            _gated_cell(measure, judged, gate, low, high)
+            if g and judged is not None
+            else _number(
+                FAIRNESS_SHORT[measure], (a.get("disparities") or {}).get(measure), *((low, high) if g else ())
+            )
             for a, g in zip(analyses, gated, strict=True)
         ]
         rows.append({"label": FAIRNESS_SHORT[measure], "cells": cells, "threshold": _bound(low, high) or "—"})
@@ -498,6 +509,19 @@ def _fairness(run, result: dict, review_gates: list) -> dict[str, Any]:
         },
         "primary": primary,
     }
+
+
+def _gated_cell(measure: str, judged: dict, gate, low: float | None, high: float | None) -> dict[str, str]:
+    """A disparity as the fairness gate reads it; with a gate judging the bound, the status is the
+    bound's and the value says so."""
+    estimate = judged["disparities"].get(measure)
+    if gate.judge != "bound" or (low is None and high is None):
+        return _number(FAIRNESS_SHORT[measure], estimate, low, high)
+    interval = judged["disparity_ci"].get(measure) or [None, None]
+    bound = interval[0] if low is not None else interval[1]
+    cell = _number(FAIRNESS_SHORT[measure], bound, low, high)
+    cell["value"] = f"{_fmt(estimate)} ({'lower' if low is not None else 'upper'} bound {_fmt(bound)})"
+    return cell
 
 
 def _explainability(run, result: dict) -> dict[str, Any]:

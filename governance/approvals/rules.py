@@ -31,8 +31,8 @@ from governance.core.errors import ValidationFailed
 
 ENVIRONMENTS = ("staging", "production")
 Environment = Literal["staging", "production"]
-# Only these roles give approvals that count; the version's author and the requester never do.
-DECISION_ROLES = ("reviewer", "approver")
+# Only the roles of Capability.APPROVAL_DECIDE give approvals that count; the version's author and
+# the requester never do.
 DecisionRole = Literal["reviewer", "approver"]
 EVALUATION_KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality", "benchmark")
 EvaluationKind = Literal["explainability", "fairness", "performance", "robustness", "data_quality", "benchmark"]
@@ -83,6 +83,21 @@ class FairnessGate(_Gate):
     features: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1, max_length=4)]
     dp_ratio_min: float | None = Field(default=0.8, ge=0, le=1)
     eo_diff_max: float | None = Field(default=None, ge=0, le=1)
+    min_group_size: int = Field(
+        default=30, ge=1, le=100_000,
+        description="Groups with fewer rows are reported but left out of the disparities the gate judges (the gate "
+        "line names them); the gate applies this value to the stored per-group numbers, whatever the evaluation "
+        "used. A rate with no denominator in a group (no actual positives, say) leaves that group out of the "
+        "disparities on that rate; it never counts as 0.",
+    )  # fmt: skip
+    judge: Literal["estimate", "bound"] = Field(
+        default="estimate",
+        description="What the thresholds judge: 'estimate' (the point estimate) or 'bound' (the unfavourable end "
+        "of the disparity's simultaneous 95% interval): the gate fails if the lower bound of the "
+        "demographic-parity ratio is under dp_ratio_min, or the upper bound of the equalized-odds difference is "
+        "over eo_diff_max. 'bound' is stricter: it passes only what the evidence shows within the thresholds, "
+        "so small samples with wide intervals fail.",
+    )
 
 
 class LatencyGate(_Gate):
@@ -395,6 +410,10 @@ def _relaxed(old, new) -> str:
             return "an evaluation of an earlier artifact now counts."
         return ""
     if isinstance(old, FairnessGate):
+        if old.judge == "bound" and new.judge != "bound":
+            return "it judges the point estimate instead of the interval's bound."
+        if new.min_group_size > old.min_group_size:  # more groups left out of the disparities
+            return f"minimum group size raised from {old.min_group_size} to {new.min_group_size}."
         return _lower_bound_relaxed("demographic-parity ratio minimum", old.dp_ratio_min, new.dp_ratio_min) or (
             _upper_bound_relaxed("equalized-odds difference maximum", old.eo_diff_max, new.eo_diff_max)
         )

@@ -12,8 +12,8 @@ import json
 from django.db.models import Case, Exists, JSONField, OuterRef, Q, QuerySet, Subquery, When
 from django.utils import timezone
 
-from governance.accounts.models import Role
-from governance.accounts.permissions import can, has_any_role, roles_by_team, roles_in, team_ids_visible_to, token_team
+from governance.accounts.capabilities import Capability, roles_for
+from governance.accounts.permissions import can, roles_by_team, roles_in, team_ids_visible_to, token_team
 from governance.approvals import evidence, gates
 from governance.approvals import rules as R
 from governance.approvals.models import (
@@ -42,13 +42,14 @@ def decision_roles(user, team_id: int) -> tuple[frozenset[str], frozenset[str]]:
     Outsider roles count only for people with no membership at all in the owning team, and
     never through a token restricted to another team.
     """
-    inside = roles_in(user, team_id) & frozenset(R.DECISION_ROLES)
+    deciding = roles_for(Capability.APPROVAL_DECIDE)
+    inside = roles_in(user, team_id) & deciding
     if not user.is_authenticated or token_team(user) is not None:
         return inside, frozenset()
     by_team = roles_by_team(user)
     if team_id in by_team:
         return inside, frozenset()
-    outside = frozenset().union(*by_team.values()) & frozenset(R.DECISION_ROLES) if by_team else frozenset()
+    outside = frozenset().union(*by_team.values()) & deciding if by_team else frozenset()
     return inside, outside
 
 
@@ -136,9 +137,6 @@ def _assignment_proposer(assignment: PolicyAssignment, model: RegisteredModel, w
 
 # --- who may tick a checklist item ------------------------------------------------------------
 
-# The roles that may tick at all; the version's author and the open review's requester never do.
-CHECKLIST_ROLES = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
-
 
 def checklist_refusal(
     user, version: ModelVersion, *, open_request: ApprovalRequest | None, item: R.ChecklistGate | None = None
@@ -150,8 +148,8 @@ def checklist_refusal(
     ``item``: the checklist gate being ticked; ``None`` asks about every item (the page, where a
     person acts with a session, not a token)."""
     team_id = version.model.team_id
-    if not has_any_role(user, team_id, CHECKLIST_ROLES):
-        names = ", ".join(sorted(CHECKLIST_ROLES))
+    if not can(user, Capability.CHECKLIST_TICK, team_id):  # and never the version's author or the requester
+        names = ", ".join(sorted(roles_for(Capability.CHECKLIST_TICK)))
         return NotPermitted(f"You need one of these roles in the owning team to tick a checklist item: {names}.")
     if user.pk == version.created_by_id or (open_request is not None and user.pk == open_request.requested_by_id):
         who = "registered this version" if user.pk == version.created_by_id else "requested its open review"
@@ -190,7 +188,7 @@ def proposal_refusal(user, revision: PolicyRevision, *, approve: bool = True) ->
     if policy.team_id is None:
         if not (user.is_authenticated and user.is_superuser):
             return NotPermitted("Only site administrators approve or reject changes of site-wide policies.")
-    elif not can(user, "team.manage", policy.team_id):
+    elif not can(user, Capability.POLICY_MANAGE, policy.team_id):
         return NotPermitted(f"Only admins of {policy.team} (or site administrators) approve or reject its policies.")
     if revision.state != RevisionState.PROPOSED:
         return Conflict(
@@ -221,7 +219,7 @@ def assignment_refusal(user, assignment: PolicyAssignment, *, approve: bool = Tr
             "never with an API token.",
             code="decision_requires_person",
         )
-    if not can(user, "team.manage", model.team_id):
+    if not can(user, Capability.POLICY_MANAGE, model.team_id):
         return NotPermitted(
             f"Only admins of {model.team} (or site administrators) approve or reject a change of its models' policies."
         )
@@ -305,7 +303,7 @@ def _held_anywhere(user) -> frozenset[str]:
     for team_id, roles in roles_by_team(user).items():
         if restricted is None or team_id == restricted:
             held |= roles
-    return frozenset(held) & frozenset(R.DECISION_ROLES)
+    return frozenset(held) & roles_for(Capability.APPROVAL_DECIDE)
 
 
 # --- policies ---------------------------------------------------------------------------------
@@ -396,7 +394,7 @@ def request_awaiting(*, user) -> QuerySet[ApprovalRequest]:
     open_ = request_list(user=user).filter(status=RequestStatus.OPEN)
     if not (user.is_superuser and token_team(user) is None):
         by_team = {t: r for t, r in roles_by_team(user).items() if token_team(user) in (None, t)}
-        deciding_teams = [t for t, roles in by_team.items() if roles & frozenset(R.DECISION_ROLES)]
+        deciding_teams = [t for t, roles in by_team.items() if roles & roles_for(Capability.APPROVAL_DECIDE)]
         eligible = Q(version__model__team_id__in=deciding_teams)
         if token_team(user) is None:
             held = _held_anywhere(user)

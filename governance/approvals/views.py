@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import can, can_anywhere
 from governance.accounts.selectors import team_list
 from governance.approvals import presenters, selectors, services
@@ -37,7 +38,7 @@ from governance.approvals.forms import (
 )
 from governance.approvals.models import ApprovalRequest, RequestStatus
 from governance.core.errors import DomainError
-from governance.core.ui import show_domain_error
+from governance.core.ui import page_again, show_domain_error
 from governance.registry import selectors as registry_selectors
 from governance.registry.models import CARD_SECTION_MIN_CHARS, CARD_SECTIONS, RiskTier
 
@@ -143,7 +144,7 @@ def _review_page(request, review: ApprovalRequest, *, form: DecisionForm | None 
         "decisions_dismissed": sum(d.freeze != review.freeze for d in decisions),
         "right": right,
         "form": form or DecisionForm(),
-        "may_withdraw": review.is_open and can(user, "version.create", model.team_id),
+        "may_withdraw": review.is_open and can(user, Capability.REVIEW_REQUEST, model.team_id),
         "may_see_version": registry_selectors.version_list(user=user).filter(pk=version.pk).exists(),
         "artifact_short": presenters.digest_short(review.artifact_sha256),
         "evidence_short": presenters.digest_short(review.evidence_digest),
@@ -207,7 +208,7 @@ def review_request(request, pk: int):
     user = request.user
     version = get_object_or_404(registry_selectors.version_list(user=user), pk=pk)
     model = version.model
-    if request.method != "POST" and not can(user, "version.create", model.team_id):
+    if request.method != "POST" and not can(user, Capability.REVIEW_REQUEST, model.team_id):
         raise PermissionDenied(f"You need the author or admin role in {model.team} to request a review.")
     try:
         policy = selectors.policy_for_model(model)
@@ -265,8 +266,6 @@ def _safe_next(request, target: str, default: str) -> str:
 @login_required
 @require_POST
 def checklist_tick(request, pk: int):
-    from governance.registry.views import version_detail  # the page the panel lives on
-
     version = get_object_or_404(registry_selectors.version_list(user=request.user), pk=pk)
     form = ChecklistTickForm(request.POST)
     back = reverse("version-detail", args=[version.pk]) + "#gate"
@@ -280,9 +279,7 @@ def checklist_tick(request, pk: int):
         )
     except DomainError as exc:
         show_domain_error(request, exc)
-        response = version_detail(request, version.pk)
-        response.status_code = exc.status
-        return response
+        return page_again(request, "version-detail", pk=version.pk, status=exc.status)  # the panel's page
     messages.success(request, f"{'Ticked' if data['ticked'] else 'Unticked'} “{data['item']}”.")
     return redirect(_safe_next(request, data["next"], back))
 
@@ -300,7 +297,7 @@ def policy_list(request):
     context = {
         "site_wide": site_wide,
         "team_policies": [p for p in policies if p.team_id is not None],
-        "may_create": user.is_superuser or can_anywhere(user, "team.manage"),
+        "may_create": user.is_superuser or can_anywhere(user, Capability.POLICY_MANAGE),
     }
     return render(request, "approvals/policy_list.html", context)
 
@@ -370,7 +367,9 @@ def policy_revision_reject(request, pk: int, number: int):
 
 def _admin_teams(user):
     """The teams whose policies the user may write (a queryset, for the form's choices)."""
-    return team_list(user=user).filter(pk__in=[t.pk for t in team_list(user=user) if can(user, "team.manage", t.pk)])
+    return team_list(user=user).filter(
+        pk__in=[t.pk for t in team_list(user=user) if can(user, Capability.POLICY_MANAGE, t.pk)]
+    )
 
 
 @login_required
@@ -503,8 +502,6 @@ def model_policy(request, pk: int):
 
 
 def _assignment_decision(request, pk: int, assignment: int, *, approve: bool):
-    from governance.registry.views import model_detail  # the page the panel lives on
-
     model = get_object_or_404(registry_selectors.model_list(user=request.user), pk=pk)
     change = get_object_or_404(selectors.assignment_list(user=request.user).filter(model=model), pk=assignment)
     form = ProposalDecisionForm(request.POST)
@@ -520,9 +517,7 @@ def _assignment_decision(request, pk: int, assignment: int, *, approve: bool):
             )
     except DomainError as exc:
         show_domain_error(request, exc)
-        response = model_detail(request, model.pk)
-        response.status_code = exc.status
-        return response
+        return page_again(request, "model-detail", pk=model.pk, status=exc.status)  # the panel's page
     if approve:
         messages.success(request, f"Approved: {model.name} is now governed by {change.describe()}.")
     else:

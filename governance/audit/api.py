@@ -1,6 +1,3 @@
-import json
-
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -8,40 +5,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import can_anywhere, require_scope
 from governance.audit import selectors, services, signing
 from governance.audit.filters import AuditEventFilter
-from governance.audit.models import AuditEvent
+from governance.audit.trail import AuditCursorPagination, AuditEventSerializer
 from governance.core.api import errors
 from governance.core.errors import NotPermitted
-from governance.core.pagination import NewestFirstCursorPagination
-
-
-class AuditCursorPagination(NewestFirstCursorPagination):
-    ordering = "-seq"
-
-
-class AuditEventSerializer(serializers.ModelSerializer):
-    changes = serializers.SerializerMethodField()
-
-    class Meta:
-        model = AuditEvent
-        fields = [
-            "id", "seq", "created_at", "actor", "actor_label", "source", "request_id", "action", "object_type",
-            "object_id", "team_id", "changes", "prev_hash", "hash",
-        ]  # fmt: skip
-
-    def get_changes(self, obj) -> dict:
-        return json.loads(obj.changes)
-
-
-def paginated_trail(view, obj):
-    """The audit events of one object, paged newest first: used by every object's ``audit`` action."""
-    paginator = AuditCursorPagination()
-    # view=None: the trail keeps its own newest-first order whatever ordering the parent viewset declares
-    page = paginator.paginate_queryset(selectors.object_trail(user=view.request.user, obj=obj), view.request, view=None)
-    return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
-
+from governance.core.filters import FilterBackend
 
 VerifyOut = inline_serializer(
     name="AuditVerifyResult",
@@ -64,7 +35,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     pagination_class = AuditCursorPagination
 
     def get_queryset(self):
@@ -78,7 +49,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"])
     def verify(self, request):
         require_scope(request.user, "read")
-        if not can_anywhere(request.user, "audit.verify"):
+        if not can_anywhere(request.user, Capability.AUDIT_VERIFY):
             raise NotPermitted("Only auditors and admins can verify the audit chain.")
         return Response(services.verify().as_dict())
 

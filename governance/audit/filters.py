@@ -2,15 +2,15 @@ import django_filters
 
 from governance.audit import actions
 from governance.audit.models import AuditEvent
-from governance.core.filters import IsoDateTimeFilter
+from governance.core.filters import FilterSet, IdFilter, IsoDateTimeFilter
 
 
-class AuditEventFilter(django_filters.FilterSet):
+class AuditEventFilter(FilterSet):
     """The audit log's filters: the browser page and ``/api/v1/audit-events/`` share them."""
 
     object_type = django_filters.CharFilter()
     object_id = django_filters.CharFilter()
-    actor = django_filters.NumberFilter(field_name="actor_id")
+    actor = IdFilter(field_name="actor_id")
     actor_label = django_filters.CharFilter(field_name="actor_label")
     action = django_filters.ChoiceFilter(
         choices=actions.filter_choices(),
@@ -24,7 +24,7 @@ class AuditEventFilter(django_filters.FilterSet):
     )
     source = django_filters.CharFilter()
     request_id = django_filters.CharFilter()
-    team = django_filters.NumberFilter(field_name="team_id")
+    team = IdFilter(field_name="team_id")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -34,9 +34,9 @@ from django.utils import timezone
 
 from governance.audit import chain, checkpoints
 from governance.audit.actions import AuditAction
-from governance.audit.context import current
 from governance.audit.models import GENESIS_HASH, AuditEvent, ChainHead, Checkpoint
 from governance.core import sql
+from governance.core.context import current
 
 
 class AuditContextMissing(RuntimeError):

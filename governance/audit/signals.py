@@ -2,8 +2,9 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db import transaction
 from django.dispatch import receiver
 
-from governance.audit import context, services
+from governance.audit import services
 from governance.audit.actions import AuditAction
+from governance.core import context
 
 
 @receiver(user_logged_in)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import can_anywhere, team_ids_visible_to
 from governance.audit import actions, selectors, services, signing
 from governance.audit.filters import AuditEventFilter
 from governance.audit.models import Checkpoint
+from governance.audit.presenters import describe_events
 
 PAGE_SIZE = 50
 
@@ -23,66 +22,6 @@ KNOWN_OBJECT_TYPES = [
     "approvals.approvalrequest", "approvals.decision", "evaluations.evaluationrun", "notifications.webhook",
     "accounts.team", "accounts.membership", "accounts.apitoken", "auth.user", "request",
 ]  # fmt: skip
-
-
-def describe_events(user, events) -> list:
-    """Attach what a timeline shows: parsed changes, a verb, the subject's name and its page.
-
-    Version names come from one query for the whole list (through the registry selector, so
-    scoped to the user); model names from the events' own snapshots. A timeline costs the same
-    whatever its length.
-    """
-    from governance.registry import selectors as registry
-
-    events = list(events)
-    version_ids = set()
-    for event in events:
-        try:
-            event.parsed = json.loads(event.changes or "{}")
-        except ValueError:
-            event.parsed = {}
-        after = event.parsed.get("after") or {}
-        before = event.parsed.get("before") or {}
-        event.version_ref = None
-        if event.object_type == "registry.modelversion" and event.object_id.isdigit():
-            event.version_ref = int(event.object_id)
-        elif event.object_type == "registry.modelcard":
-            ref = after.get("version", before.get("version"))
-            event.version_ref = ref if isinstance(ref, int) else None
-        if event.version_ref is not None:
-            version_ids.add(event.version_ref)
-    versions = {}
-    if version_ids:
-        versions = {
-            pk: (name, number, model_id)
-            for pk, name, number, model_id in registry.version_list(user=user)
-            .filter(pk__in=version_ids)
-            .values_list("pk", "model__name", "number", "model_id")
-        }
-    for event in events:
-        after = event.parsed.get("after") or {}
-        before = event.parsed.get("before") or {}
-        event.verb = actions.verb(event.action)
-        event.subject, event.url = "", ""
-        event.from_stage = event.to_stage = None
-        if event.version_ref is not None:
-            found = versions.get(event.version_ref)
-            event.subject = f"{found[0]} v{found[1]}" if found else f"version #{event.version_ref}"
-            event.url = reverse("version-detail", args=[event.version_ref]) if found else ""
-        elif event.object_type == "registry.registeredmodel":
-            event.subject = after.get("name") or before.get("name") or f"model #{event.object_id}"
-            if event.object_id.isdigit() and event.action != "model.delete":
-                event.url = reverse("model-detail", args=[int(event.object_id)])
-        elif event.object_type == "accounts.team":
-            event.subject = after.get("name") or before.get("name") or ""
-        elif event.action == "permission.denied":
-            event.subject = event.object_id
-        if event.action == "version.transition":
-            event.verb = "moved"
-            event.from_stage, event.to_stage = before.get("stage"), after.get("stage")
-        if event.action == "card.save" and after.get("revision"):
-            event.verb = f"saved card revision {after['revision']} of"
-    return events
 
 
 def _int(value) -> int | None:
@@ -163,7 +102,7 @@ def _signing_key() -> dict:
 @login_required
 @require_POST
 def audit_verify(request):
-    if not can_anywhere(request.user, "audit.verify"):
+    if not can_anywhere(request.user, Capability.AUDIT_VERIFY):
         raise PermissionDenied("Only auditors and admins can verify the audit chain.")
     result = services.verify()
     if request.headers.get("HX-Request"):

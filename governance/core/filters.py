@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import django_filters
 from django import forms
+from django.db import models
 from django_filters import fields
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 
 # PostgreSQL stores a time-zone displacement of at most 15:59 either way; Python parses up to 23:59
 # ("time zone displacement out of range" was a 500). Real offsets run from -12:00 to +14:00.
@@ -48,3 +51,63 @@ class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     range is the filter's validation error (400 naming it in the API), compared in UTC."""
 
     field_class = IsoDateTimeField
+
+
+# A key as PostgreSQL's bigint holds it: a larger number was the database's error, a smaller one no row.
+MAX_ID = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(django_filters.NumberFilter):
+    """An object's id: a whole number from 1 to ``MAX_ID``, else the filter's validation error (a
+    400 naming it). An id nobody can see simply matches nothing."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """``true`` or ``false`` (also ``1``/``0``); empty means no filter; anything else is refused
+    (Django's own field reads every other word, ``null`` included, as no filter)."""
+
+    widget = forms.TextInput
+    WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if isinstance(value, bool):
+            return value
+        try:
+            return self.WORDS[str(value).strip().lower()]
+        except KeyError:
+            raise forms.ValidationError("Use true or false.", code="invalid") from None
+
+    def validate(self, value):
+        pass
+
+
+@extend_schema_field({"type": "boolean"})
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class FilterSet(django_filters.FilterSet):
+    """Every API list's filter set: a foreign key filters by id (``IdFilter``, no lookup of the
+    related row) and a boolean takes only true or false."""
+
+    FILTER_DEFAULTS = {
+        **django_filters.FilterSet.FILTER_DEFAULTS,
+        models.ForeignKey: {"filter_class": IdFilter, "extra": lambda f: {"field_name": f"{f.name}_id"}},
+        models.BooleanField: {"filter_class": BooleanFilter},
+    }
+
+
+class FilterBackend(DjangoFilterBackend):
+    """``DjangoFilterBackend`` building ``filterset_fields`` on the strict ``FilterSet`` above."""
+
+    filterset_base = FilterSet

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from governance.audit import context
+from governance.core import context
 
 NO_REQUEST = "-"
 

@@ -2,7 +2,7 @@ import logging
 
 from django.middleware.gzip import GZipMiddleware
 
-from governance.audit import context
+from governance.core import context
 from governance.core.errors import BUSY_DETAIL, Busy, is_transient_db_error
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,39 @@ from governance.core.filters import as_utc, instant_problem
 from governance.core.jsoninput import text_problem
 
 
-class PagePagination(PageNumberPagination):
+class StrictPageSize:
+    """``page_size`` from 1 to ``max_page_size``, or a 400 ``invalid_page_size`` (DRF quietly used
+    the default for anything else, so ``page_size=0`` and ``page_size=abc`` looked like answers)."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param, "")
+        if raw == "":
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            detail = f"page_size must be a whole number from 1 to {self.max_page_size}."
+            raise ValidationFailed(detail, code="invalid_page_size", fields={"page_size": [detail]})
+        return size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == getattr(self, "page_query_param", None):
+                parameter["schema"].update(minimum=1)
+        return parameters
+
+
+class PagePagination(StrictPageSize, PageNumberPagination):
+    pass
 
 
 class InvalidCursor(ValidationFailed):
@@ -29,7 +58,7 @@ class InvalidCursor(ValidationFailed):
         super().__init__(detail, fields={"cursor": [detail]})
 
 
-class NewestFirstCursorPagination(CursorPagination):
+class NewestFirstCursorPagination(StrictPageSize, CursorPagination):
     """Stable, index-friendly paging for tables that grow without bound (versions, audit).
 
     A cursor comes back from the client, so it is input like any other: one that was edited or
@@ -37,9 +66,6 @@ class NewestFirstCursorPagination(CursorPagination):
     the database as it came, and a position that is no value of the ordering field was a 500).
     """
 
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
     ordering = "-id"
 
     def paginate_queryset(self, queryset, request, view=None):

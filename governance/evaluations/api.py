@@ -10,12 +10,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from governance.core.api import errors, validated
+from governance.core import filters as core_filters
+from governance.core.api import UploadParsers, errors, validated
 from governance.core.errors import Conflict, NotFound
-from governance.core.jsoninput import JSONField, JSONParser
+from governance.core.jsoninput import JSONField
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.evaluations import selectors, services
 from governance.evaluations.models import EvaluationKind, EvaluationRun, RunStatus
@@ -53,7 +53,7 @@ class RunIn(serializers.Serializer):
     )
     target_column = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     sensitive_features = JSONField(
-        binary=True, required=False, default=list, help_text='JSON list of one or two columns, e.g. ["sex"].'
+        binary=True, required=False, default=list, help_text='JSON list of 1 to 3 columns, e.g. ["sex"].'
     )
     parameters = JSONField(binary=True, required=False, default=dict, help_text="JSON object.")
     retain_data = serializers.BooleanField(required=False, default=False)
@@ -64,9 +64,9 @@ class RunIn(serializers.Serializer):
         return value
 
 
-class RunFilter(filters.FilterSet):
-    version = filters.NumberFilter(field_name="version_id")
-    model = filters.NumberFilter(field_name="version__model_id")
+class RunFilter(core_filters.FilterSet):
+    version = core_filters.IdFilter(field_name="version_id")
+    model = core_filters.IdFilter(field_name="version__model_id")
     kind = filters.ChoiceFilter(choices=EvaluationKind.choices)
     status = filters.ChoiceFilter(choices=RunStatus.choices)
 
@@ -80,11 +80,10 @@ class RunFilter(filters.FilterSet):
     retrieve=extend_schema(summary="One run: status, progress and, once done, its aggregates",
                            responses={200: RunOut, **errors(404)}),
 )  # fmt: skip
-class EvaluationRunViewSet(viewsets.ReadOnlyModelViewSet):
+class EvaluationRunViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
     serializer_class = RunOut
     filterset_class = RunFilter
     pagination_class = NewestFirstCursorPagination
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
         return selectors.run_list(user=self.request.user)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files import File
 
 from governance.core.errors import ValidationFailed
+from workers.engines.data import sample_weight_problem
 from workers.engines.fairness import sensitive_column_problem
 
 CHUNK = 1024 * 1024
@@ -83,7 +84,10 @@ def read(stored_path: str, fmt: str, *, storage, max_rows: int) -> pd.DataFrame:
     return frame
 
 
-def check(stored: Stored, *, storage, target_column: str, sensitive_features: list[str], slice_column=None) -> Summary:
+def check(
+    stored: Stored, *, storage, target_column: str, sensitive_features: list[str], slice_column=None,
+    sample_weight_column=None,
+) -> Summary:  # fmt: skip
     max_rows = settings.EVALUATION_MAX_ROWS
     frame = read(stored.path, stored.format, storage=storage, max_rows=max_rows)
     if len(frame) == 0:
@@ -91,17 +95,22 @@ def check(stored: Stored, *, storage, target_column: str, sensitive_features: li
     if len(frame) > max_rows:
         raise ValidationFailed(f"The data has more than {max_rows:,} rows, the limit.", code="too_many_rows")
     columns = [str(c) for c in frame.columns]
-    named = [c for c in [target_column, *sensitive_features, slice_column] if c]
+    named = [c for c in [target_column, *sensitive_features, slice_column, sample_weight_column] if c]
     missing = [c for c in named if c not in columns]
     if missing:
+        field = (
+            "target_column" if target_column in missing
+            else "parameters.sample_weight_column" if missing == [sample_weight_column]
+            else "sensitive_features"
+        )  # fmt: skip
         raise ValidationFailed(
             f"Column(s) not in the data: {', '.join(missing)}. The data has: {', '.join(columns[:30])}"
             + (" …" if len(columns) > 30 else "") + ".",
             code="missing_column",
-            fields={
-                "target_column" if target_column in missing else "sensitive_features": f"Not in the data: {', '.join(missing)}."
-            },
+            fields={field: f"Not in the data: {', '.join(missing)}."},
         )  # fmt: skip
+    if sample_weight_column:
+        _check_sample_weights(frame, sample_weight_column, others=[target_column, *sensitive_features])
     if target_column and frame[target_column].isna().any():
         raise ValidationFailed(
             f"The target column '{target_column}' has {int(frame[target_column].isna().sum())} empty value(s).",
@@ -126,3 +135,16 @@ def check(stored: Stored, *, storage, target_column: str, sensitive_features: li
             code, sentence = problem
             raise ValidationFailed(sentence, code=code, fields={"sensitive_features": sentence})
     return Summary(rows=len(frame), columns=columns)
+
+
+def _check_sample_weights(frame: pd.DataFrame, column: str, *, others: list[str]) -> None:
+    """The rule the worker applies again (``workers.engines.data.sample_weight_problem``), before queuing."""
+    field = "parameters.sample_weight_column"
+    if column in others:
+        sentence = (
+            f"The sample-weight column '{column}' is also the target or a sensitive column; name a column of weights."
+        )
+        raise ValidationFailed(sentence, code="bad_sample_weight", fields={field: sentence})
+    problem = sample_weight_problem(frame[column], column)
+    if problem is not None:
+        raise ValidationFailed(problem, code="bad_sample_weight", fields={field: problem})

@@ -30,14 +30,28 @@ class ExplainabilityParams(_Params):
     background_size: int = Field(default=50, ge=5, le=500, description="k-means background for Kernel/Permutation.")
 
 
+SampleWeightColumn = Annotated[str, Field(min_length=1, max_length=128)] | None
+SAMPLE_WEIGHT_HELP = (
+    "A column of the data holding one non-negative, finite weight per row: the metrics are weighted by it, as "
+    "scikit-learn's and fairlearn's sample_weight, and it is not a model feature."
+)
+
+
 class FairnessParams(_Params):
     bootstrap: int = Field(default=200, ge=0, le=2000, description="Resamples for the per-group intervals.")
-    min_group_size: int = Field(default=30, ge=1, le=100_000, description="Smaller groups are flagged.")
+    min_group_size: int = Field(
+        default=30, ge=1, le=100_000, description="Smaller groups are reported but left out of the disparities."
+    )
     positive_label: Any = Field(default=1, description="The favourable outcome.")
+    sample_weight_column: SampleWeightColumn = Field(default=None, description=SAMPLE_WEIGHT_HELP)
 
 
 class PerformanceParams(_Params):
     slice_column: Annotated[str, Field(max_length=128)] | None = None
+    positive_label: Any = Field(
+        default=None, description="The positive class of a binary model (default: the larger of its two classes)."
+    )
+    sample_weight_column: SampleWeightColumn = Field(default=None, description=SAMPLE_WEIGHT_HELP)
 
 
 class RobustnessParams(_Params):
@@ -58,6 +72,8 @@ PARAMS = {
 }
 NEEDS_TARGET = {"fairness", "performance", "robustness"}
 NEEDS_SENSITIVE = {"fairness"}
+# the fairness engine analyses each sensitive feature and their intersection (up to three features)
+MAX_SENSITIVE_FEATURES = 3
 
 
 def parse(kind: str, document: Any) -> dict:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from governance.accounts.models import Role
+from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
 from governance.audit.actions import AuditAction
@@ -32,8 +33,8 @@ from governance.evaluations import datasets, params
 from governance.evaluations.models import ACTIVE, EvaluationKind, EvaluationRun, RunStatus
 from governance.registry.models import ModelVersion
 from governance.registry.signals import evidence_changed
+from workers.engines import privacy
 
-REQUESTERS = frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN})
 WORKER_LOST = "worker_lost"
 
 
@@ -59,7 +60,7 @@ def run_request(
     another the actor can see), copied so that each run owns, and deletes, its own file.
     """
     require_scope(actor, "write")
-    require(actor, "evaluation.request", team_id=version.model.team_id, roles=REQUESTERS, what="request an evaluation")
+    require(actor, Capability.EVALUATION_REQUEST, team_id=version.model.team_id, what="request an evaluation")
     if kind not in EvaluationKind.values:
         raise ValidationFailed(
             f"'{kind}' is not an evaluation kind. Choose one of: {', '.join(EvaluationKind.values)}.",
@@ -71,10 +72,10 @@ def run_request(
         raise ValidationFailed(
             "Name the target column.", code="missing_target", fields={"target_column": "Required for this kind."}
         )
-    if kind in params.NEEDS_SENSITIVE and not 1 <= len(sensitive) <= 2:
+    if kind in params.NEEDS_SENSITIVE and not 1 <= len(sensitive) <= params.MAX_SENSITIVE_FEATURES:
         raise ValidationFailed(
-            "Name one or two sensitive feature columns.", code="invalid_sensitive_features",
-            fields={"sensitive_features": "One or two columns."},
+            f"Name one to {params.MAX_SENSITIVE_FEATURES} sensitive feature columns.", code="invalid_sensitive_features",
+            fields={"sensitive_features": f"One to {params.MAX_SENSITIVE_FEATURES} columns."},
         )  # fmt: skip
     if (data is None) == (data_from is None):
         raise ValidationFailed(
@@ -89,7 +90,7 @@ def run_request(
     try:
         summary = datasets.check(
             stored, storage=data_storage(), target_column=target_column, sensitive_features=sensitive,
-            slice_column=chosen.get("slice_column"),
+            slice_column=chosen.get("slice_column"), sample_weight_column=chosen.get("sample_weight_column"),
         )  # fmt: skip
         digest = hashlib.sha256(
             canonical_json([kind, chosen, target_column, sensitive, stored.sha256, version.artifact_sha256]).encode()
@@ -301,7 +302,13 @@ def run_finish(
 ) -> EvaluationRun | None:
     """Store the aggregates and figures, delete the data unless retained, and add the result to the
     version's evidence. A run cancelled meanwhile keeps its state and the result is dropped; so does a
-    run whose lease ``lease`` no longer holds (another execution took it over)."""
+    run whose lease ``lease`` no longer holds (another execution took it over).
+
+    Whatever produced them, the result and figures pass ``privacy.aggregates_only`` here once more
+    (the runner applied it with the data at hand): nothing is stored that the rule withholds."""
+    result, figures = privacy.aggregates_only(
+        result, figures, k=privacy.min_count_setting(getattr(settings, "EVALUATION_MIN_COUNT", None))
+    )
     # The version's lock first (the lock order of governance/audit/services.py), as a review request
     # holds it: the new evidence and a request opened at the same moment are ordered, so the request
     # freezes with this result or is re-frozen by it.
@@ -360,9 +367,7 @@ def _end_failed(run: EvaluationRun, *, code: str, message: str) -> None:
 def run_cancel(*, actor, run: EvaluationRun) -> EvaluationRun:
     require_scope(actor, "write")
     run = _locked(run.pk)
-    require(
-        actor, "evaluation.request", team_id=run.version.model.team_id, roles=REQUESTERS, what="cancel an evaluation"
-    )
+    require(actor, Capability.EVALUATION_REQUEST, team_id=run.version.model.team_id, what="cancel an evaluation")
     if run.status not in ACTIVE:
         raise Conflict(f"Run #{run.pk} is {run.get_status_display().lower()}; only queued or running runs can be cancelled.",
                        code="run_finished")  # fmt: skip

@@ -1,7 +1,5 @@
 """REST API of the notifications app: your notifications, and your teams' webhooks."""
 
-import django_filters
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -9,6 +7,7 @@ from rest_framework.response import Response
 
 from governance.accounts.permissions import token_team
 from governance.accounts.selectors import team_list
+from governance.core import filters as core_filters
 from governance.core.api import errors, validated
 from governance.core.errors import NotFound
 from governance.core.pagination import NewestFirstCursorPagination
@@ -29,11 +28,9 @@ class NotificationOut(serializers.ModelSerializer):
         fields = ["id", "event", "title", "body", "url", "team", "created_at", "read_at", "is_read"]
 
 
-class NotificationFilter(django_filters.FilterSet):
-    unread = django_filters.BooleanFilter(
-        field_name="read_at", lookup_expr="isnull", label="Only unread (true) or read"
-    )
-    team = django_filters.NumberFilter(field_name="team_id")
+class NotificationFilter(core_filters.FilterSet):
+    unread = core_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", label="Only unread (true) or read")
+    team = core_filters.IdFilter(field_name="team_id")
 
     class Meta:
         model = Notification
@@ -52,7 +49,7 @@ MarkedOut = inline_serializer(
 class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = NotificationOut
     filterset_class = NotificationFilter
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [core_filters.FilterBackend]
     pagination_class = NewestFirstCursorPagination
 
     def get_queryset(self):
@@ -107,6 +104,7 @@ class WebhookIn(serializers.Serializer):
         child=serializers.ChoiceField(choices=EventKind.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
         help_text=_EVENTS_HELP,
     )
     secret = serializers.CharField(
@@ -121,6 +119,7 @@ class WebhookPatchIn(serializers.Serializer):
         child=serializers.ChoiceField(choices=EventKind.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
         help_text=_EVENTS_HELP,
     )
     secret = serializers.CharField(
@@ -160,7 +159,7 @@ class WebhookViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = WebhookOut
     filterset_fields = ["team", "is_active"]
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [core_filters.FilterBackend]
 
     def get_queryset(self):
         return selectors.webhook_list(user=self.request.user)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.models import Team
 from governance.accounts.permissions import can, team_ids_visible_to, token_team
 from governance.accounts.selectors import team_list
@@ -43,7 +44,7 @@ def _manageable_team_ids(user) -> list[int] | None:
     ids = team_ids_visible_to(user)
     if ids is None:
         return None
-    return [team_id for team_id in ids if can(user, "team.manage", team_id)]
+    return [team_id for team_id in ids if can(user, Capability.TEAM_MANAGE, team_id)]
 
 
 def webhook_list(*, user) -> QuerySet[Webhook]:
@@ -54,7 +55,7 @@ def webhook_list(*, user) -> QuerySet[Webhook]:
 
 
 def _refuse_unless_admin(user, team_id: int) -> None:
-    if not can(user, "team.manage", team_id):
+    if not can(user, Capability.TEAM_MANAGE, team_id):
         raise NotPermitted("Only the team's admins can see and manage its webhooks.", code="permission_denied")
 
 

@@ -28,6 +28,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.models import Team
 from governance.accounts.permissions import require, require_scope
 from governance.audit import services as audit
@@ -270,7 +271,7 @@ def new_secret() -> str:
 
 def _require_manage(actor, team_id: int) -> None:
     require_scope(actor, "admin")
-    require(actor, "team.manage", team_id=team_id, what="manage this team's webhooks")
+    require(actor, Capability.TEAM_MANAGE, team_id=team_id, what="manage this team's webhooks")
 
 
 def _locked(webhook: Webhook) -> Webhook:

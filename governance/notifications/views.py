@@ -13,7 +13,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from governance.core.errors import DomainError, NotFound, NotPermitted, record_denied_write
+from governance.audit.refusals import record_denied_write
+from governance.core.errors import DomainError, NotFound, NotPermitted
 from governance.core.ui import show_domain_error
 from governance.notifications import selectors, services
 from governance.notifications.forms import WebhookForm

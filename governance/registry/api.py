@@ -2,7 +2,6 @@ import functools
 
 from django.contrib.auth import get_user_model
 from django.http import StreamingHttpResponse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
@@ -10,9 +9,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.accounts.selectors import team_list
-from governance.audit.api import AuditEventSerializer, paginated_trail
-from governance.core.api import FlatInput, errors, validated
+from governance.audit.trail import AuditEventSerializer, paginated_trail
+from governance.core.api import FlatInput, UploadParsers, described, errors, validated
 from governance.core.errors import Conflict, NotFound
+from governance.core.filters import MAX_ID, FilterBackend
 from governance.core.jsoninput import JSONField
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.registry import artifacts, selectors, services, validation
@@ -225,7 +225,8 @@ def _newest_of_one_model(params) -> int | None:
     if set(params) - {"model", "page_size"} or len(params.getlist("model")) != 1:
         return None
     value = params["model"]
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+    # anything else, 0 and ids past a bigint included, goes through the filter, which refuses it
+    return int(value) if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID else None
 
 
 class VersionPagination(NewestFirstCursorPagination):
@@ -247,6 +248,9 @@ def _checked(check):
     return validate
 
 
+_TAG = {"type": "string", "minLength": 1, "maxLength": validation.MAX_TAG_LENGTH}
+
+
 class VersionMetaFields(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     framework = serializers.ChoiceField(choices=Framework.choices, required=False)
@@ -255,9 +259,15 @@ class VersionMetaFields(serializers.Serializer):
     evaluation_data_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_ref = serializers.CharField(max_length=500, required=False, allow_blank=True)
     preprocessing_fingerprint = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    hyperparameters = JSONField(required=False, validators=[_checked(validation.hyperparameters_problem)])
-    metrics = JSONField(required=False, validators=[_checked(validation.metrics_problem)])
-    tags = JSONField(required=False, validators=[_checked(validation.tags_problem)])
+    hyperparameters = described(JSONField, {"type": "object"})(
+        required=False, validators=[_checked(validation.hyperparameters_problem)]
+    )
+    metrics = described(JSONField, {"type": "object", "additionalProperties": {"type": "number"}})(
+        required=False, validators=[_checked(validation.metrics_problem)]
+    )
+    tags = described(JSONField, {"type": "array", "items": _TAG})(
+        required=False, validators=[_checked(validation.tags_problem)]
+    )
 
 
 class VersionIn(FlatInput, VersionMetaFields):
@@ -301,7 +311,14 @@ class CardOut(serializers.ModelSerializer):
 
 
 class CardIn(serializers.Serializer):
-    sections = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=20000))
+    sections = described(
+        serializers.DictField,
+        {
+            "type": "object",
+            "properties": {key: {"type": "string", "maxLength": 20000} for key in CARD_SECTION_KEYS},
+            "additionalProperties": False,
+        },
+    )(child=serializers.CharField(allow_blank=True, max_length=20000))
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
     def validate_sections(self, value):
@@ -328,11 +345,11 @@ class DiffOut(serializers.Serializer):
     list=extend_schema(summary="List versions (newest first)"),
     retrieve=extend_schema(summary="One version", responses={200: VersionOut, **errors(404)}),
 )
-class VersionViewSet(viewsets.ReadOnlyModelViewSet):
+class VersionViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
     serializer_class = VersionOut
     filterset_class = VersionFilter
     pagination_class = VersionPagination
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
 
     def get_queryset(self):
         # only the columns VersionOut reads: building a page of full version, model and user rows
@@ -429,22 +446,28 @@ class VersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(CardOut(card).data)
 
     @extend_schema(summary="Every revision of the model card", responses={200: CardOut(many=True)})
-    @action(detail=True, methods=["get"], url_path="card/revisions")
+    @action(detail=True, methods=["get"], url_path="card/revisions", pagination_class=None)  # all, newest first
     def card_revisions(self, request, pk=None):
         cards = selectors.card_list(user=request.user, version=self.get_object()).order_by("-revision")
         return Response(CardOut(cards, many=True).data)
 
     @extend_schema(
         summary="What changed against another version (default: the previous one)",
-        parameters=[OpenApiParameter("against", int, description="Version id to compare with.")],
+        parameters=[
+            OpenApiParameter(
+                "against",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                description="Version id to compare with.",
+            )
+        ],
         responses={200: DiffOut, **errors(400, 404)},
     )
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
         version = self.get_object()
-        against = request.query_params.get("against")
-        if against is not None:
-            if not (against.isascii() and against.isdigit()):
+        against = request.query_params.get("against", "")
+        if against != "":  # empty, like absent, means the previous version
+            if not (against.isascii() and against.isdigit() and 1 <= int(against) <= MAX_ID):
                 raise serializers.ValidationError({"against": ["Give a version id."]})
             old = selectors.version_list(user=request.user).filter(pk=int(against)).first()
         else:

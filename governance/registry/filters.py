@@ -3,13 +3,13 @@
 import django_filters
 from django.db.models import Exists, OuterRef, Q
 
-from governance.core.filters import IsoDateTimeFilter
+from governance.core.filters import FilterSet, IdFilter, IsoDateTimeFilter
 from governance.registry.models import ArtifactFormat, Framework, ModelVersion, RegisteredModel, RiskTier, Stage
 
 
-class ModelFilter(django_filters.FilterSet):
+class ModelFilter(FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
-    team = django_filters.NumberFilter(field_name="team_id")
+    team = IdFilter(field_name="team_id")
     risk_tier = django_filters.ChoiceFilter(choices=RiskTier.choices)
     stage = django_filters.ChoiceFilter(choices=Stage.choices, method="has_stage", label="Has a version in stage")
 
@@ -26,8 +26,8 @@ class ModelFilter(django_filters.FilterSet):
         return queryset.filter(Exists(ModelVersion.objects.filter(model=OuterRef("pk"), stage=value)))
 
 
-class VersionFilter(django_filters.FilterSet):
-    model = django_filters.NumberFilter(field_name="model_id")
+class VersionFilter(FilterSet):
+    model = IdFilter(field_name="model_id")
     stage = django_filters.ChoiceFilter(choices=Stage.choices)
     framework = django_filters.ChoiceFilter(choices=Framework.choices)
     artifact_format = django_filters.ChoiceFilter(choices=ArtifactFormat.choices)

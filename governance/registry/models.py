@@ -6,25 +6,9 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from governance.accounts.capabilities import transition_roles
 from governance.accounts.models import Role, Team
-
-
-class RiskTier(models.TextChoices):
-    MINIMAL = "minimal", "Minimal"
-    LIMITED = "limited", "Limited"
-    HIGH = "high", "High"
-    UNACCEPTABLE = "unacceptable", "Unacceptable"
-
-
-class Stage(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    IN_REVIEW = "in_review", "In review"
-    CHANGES_REQUESTED = "changes_requested", "Changes requested"
-    REJECTED = "rejected", "Rejected"
-    APPROVED = "approved", "Approved"
-    DEPLOYED = "deployed", "Deployed"
-    DEPRECATED = "deprecated", "Deprecated"
-    RETIRED = "retired", "Retired"
+from governance.core.lifecycle import RiskTier, Stage  # shared words (core's UI names them too); stored here
 
 
 @dataclass(frozen=True)
@@ -36,8 +20,8 @@ class Transition:
     by_review: bool = False
 
 
-def _t(verb: str, *roles: str, by_review: bool = False) -> Transition:
-    return Transition(roles=frozenset({*roles, Role.ADMIN}), verb=verb, by_review=by_review)
+def _t(verb: str, *roles: Role, by_review: bool = False) -> Transition:
+    return Transition(roles=transition_roles(*roles), verb=verb, by_review=by_review)
 
 
 def _review(verb: str) -> Transition:

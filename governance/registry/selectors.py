@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 
+from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import can, team_ids_visible_to
 from governance.core import sql
 from governance.registry.models import CARD_SECTIONS, ModelCard, ModelVersion, RegisteredModel, Stage
@@ -32,7 +33,7 @@ def model_visible(*, user, pk: int) -> RegisteredModel | None:
     if row is None:
         return None
     model = sql.load(RegisteredModel, row)
-    return model if can(user, "view", model.team_id) else None
+    return model if can(user, Capability.VIEW, model.team_id) else None
 
 
 @cache
@@ -54,7 +55,7 @@ def newest_versions(*, user, model_id: int, limit: int) -> list[dict[str, Any]]:
     with sql.cursor() as cursor:
         cursor.execute(_newest_statement(), [model_id, limit])
         rows = cursor.fetchall()
-    if not rows or not can(user, "view", rows[0][VERSION_ROW.index("model__team_id")]):  # one model, one team
+    if not rows or not can(user, Capability.VIEW, rows[0][VERSION_ROW.index("model__team_id")]):  # one model, one team
         return []
     fields = _row_fields()
     return [dict(zip(VERSION_ROW, sql.decoded(fields, row), strict=True)) for row in rows]

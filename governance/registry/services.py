@@ -12,8 +12,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from governance.accounts.models import Role, Team
-from governance.accounts.permissions import require, require_scope
+from governance.accounts.capabilities import Capability
+from governance.accounts.models import Team
+from governance.accounts.permissions import require, require_roles, require_scope
 from governance.audit import services as audit
 from governance.audit.actions import AuditAction
 from governance.celery import enqueue_on_commit
@@ -43,7 +44,6 @@ MODEL_EDITABLE = ("name", "description", "use_case", "risk_tier", "business_kpis
 # model's versions (they are in the evidence digest). The risk tier also chooses the policy, so it
 # changes only through its own action, ``model_retier``.
 MODEL_REVIEWED = ("description", "use_case", "business_kpis", "owners")
-RETIER_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
 VERSION_EDITABLE = (
     "description", "framework", "artifact_format", "training_data_ref", "evaluation_data_ref", "preprocessing_ref",
     "preprocessing_fingerprint", "hyperparameters", "metrics", "tags",
@@ -104,7 +104,7 @@ def model_create(
     owners=None,
 ) -> RegisteredModel:
     require_scope(actor, "write")
-    require(actor, "model.create", team_id=team.pk, what="register a model")
+    require(actor, Capability.MODEL_CREATE, team_id=team.pk, what="register a model")
     _check_choice(risk_tier, RiskTier, "risk tier")
     owners = _check_owners(team, owners)
     if RegisteredModel.objects.filter(team=team, name__iexact=name).exists():
@@ -128,7 +128,7 @@ def model_create(
 @transaction.atomic
 def model_update(*, actor, model: RegisteredModel, owners=None, **changes: Any) -> RegisteredModel:
     require_scope(actor, "write")
-    require(actor, "model.update", team_id=model.team_id, what="edit this model")
+    require(actor, Capability.MODEL_UPDATE, team_id=model.team_id, what="edit this model")
     model = _locked(RegisteredModel.objects.all(), model.pk)
     unknown = set(changes) - set(MODEL_EDITABLE)
     if unknown:
@@ -183,7 +183,7 @@ def model_retier(*, actor, model: RegisteredModel, risk_tier: str, reason: str) 
     the review takes the policy of the new tier when no policy is assigned to the model.
     """
     require_scope(actor, "admin")
-    require(actor, "model.retier", team_id=model.team_id, roles=RETIER_ROLES, what="change a model's risk tier")
+    require(actor, Capability.MODEL_RETIER, team_id=model.team_id, what="change a model's risk tier")
     _check_choice(risk_tier, RiskTier, "risk tier")
     reason = (reason or "").strip()
     if not reason:
@@ -234,7 +234,7 @@ def _refreeze_reviews(model: RegisteredModel, *, actor, reason: str) -> None:
 @transaction.atomic
 def model_delete(*, actor, model: RegisteredModel) -> None:
     require_scope(actor, "write")
-    require(actor, "model.delete", team_id=model.team_id, what="delete a model")
+    require(actor, Capability.MODEL_DELETE, team_id=model.team_id, what="delete a model")
     model = _locked(RegisteredModel.objects.all(), model.pk)
     if model.versions.exists():
         raise Conflict(
@@ -251,6 +251,19 @@ def model_delete(*, actor, model: RegisteredModel) -> None:
 
 
 # --- versions -------------------------------------------------------------------------------
+
+
+def _aggregates_only(training_profile: dict | None) -> dict:
+    """A training-data profile as it is stored: the privacy rule of stored results applied (no value
+    seen fewer than k times, no exact extremes), whatever tool wrote the profile."""
+    from django.conf import settings
+
+    from workers.engines import privacy
+
+    if not training_profile:
+        return {}
+    k = privacy.min_count_setting(getattr(settings, "EVALUATION_MIN_COUNT", None))
+    return privacy.profile_aggregates_only(training_profile, k=k)
 
 
 @retry_once
@@ -274,7 +287,7 @@ def version_create(
 ) -> ModelVersion:
     """Register a version: store the artifact by digest (outside the transaction), then the row."""
     require_scope(actor, "write")
-    require(actor, "version.create", team_id=model.team_id, what="register a version")
+    require(actor, Capability.VERSION_CREATE, team_id=model.team_id, what="register a version")
     _check_choice(framework, Framework, "framework")
     _check_choice(artifact_format, ArtifactFormat, "artifact format")
     _check_metadata(
@@ -291,7 +304,7 @@ def version_create(
             training_data_ref=training_data_ref, evaluation_data_ref=evaluation_data_ref,
             preprocessing_ref=preprocessing_ref, preprocessing_fingerprint=preprocessing_fingerprint,
             hyperparameters=hyperparameters or {}, metrics=metrics or {}, tags=tags or [],
-            training_profile=training_profile or {}, created_by=actor,
+            training_profile=_aggregates_only(training_profile), created_by=actor,
             stage_changed_at=now,
         )  # fmt: skip
         sql.insert(version)  # the registration hot path: a statement written once, not compiled per call
@@ -319,7 +332,7 @@ def _next_version_number(*, model: RegisteredModel, now) -> int:
 @transaction.atomic
 def version_update(*, actor, version: ModelVersion, **changes: Any) -> ModelVersion:
     require_scope(actor, "write")
-    require(actor, "version.update", team_id=version.model.team_id, what="edit this version")
+    require(actor, Capability.VERSION_UPDATE, team_id=version.model.team_id, what="edit this version")
     version = _locked(ModelVersion.objects.select_related("model"), version.pk)
     unknown = set(changes) - set(VERSION_EDITABLE)
     if unknown:
@@ -368,7 +381,7 @@ def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "
             "request a review, and reviewers decide (POST /api/v1/approval-requests/).",
             code="approval_workflow_required",
         )
-    require(actor, "transition", team_id=version.model.team_id, roles=step.roles, what=step.verb)
+    require_roles(actor, step.roles, team_id=version.model.team_id, what=step.verb)
     return _move(version, to, actor=actor, reason=reason)
 
 
@@ -434,7 +447,7 @@ def card_completeness(sections: dict[str, str]) -> int:
 def card_save(*, actor, version: ModelVersion, sections: dict[str, str], comment: str = "") -> ModelCard:
     """Add a card revision. Sections not given keep their previous text."""
     require_scope(actor, "write")
-    require(actor, "card.edit", team_id=version.model.team_id, what="edit the model card")
+    require(actor, Capability.CARD_EDIT, team_id=version.model.team_id, what="edit the model card")
     unknown = sorted(set(sections) - set(CARD_SECTION_KEYS))
     if unknown:
         raise ValidationFailed(

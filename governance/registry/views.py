@@ -16,11 +16,12 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST
 
-from governance.accounts.models import Membership, Role
-from governance.accounts.permissions import can, roles_in
+from governance.accounts.capabilities import Capability
+from governance.accounts.models import Membership
+from governance.accounts.permissions import can, roles_for, roles_in
 from governance.accounts.selectors import team_list
 from governance.audit import selectors as audit_selectors
-from governance.audit.views import describe_events
+from governance.audit.presenters import describe_events
 from governance.core.errors import DomainError
 from governance.core.templatetags.charter import STAGE_COLOURS
 from governance.core.ui import show_domain_error
@@ -171,7 +172,7 @@ def model_list(request):
         "filters_active": any(request.GET.get(k) for k in ("q", "team", "risk_tier", "stage")),
         "sort": sort,
         "columns": columns,
-        "may_register": any(can(user, "model.create", t.pk) for t in teams),
+        "may_register": any(can(user, Capability.MODEL_CREATE, t.pk) for t in teams),
     }
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "model-results":
         return render(request, "registry/_model_results.html", context)
@@ -181,7 +182,7 @@ def model_list(request):
 @login_required
 def model_create(request):
     user = request.user
-    allowed = [t.pk for t in team_list(user=user) if can(user, "model.create", t.pk)]
+    allowed = [t.pk for t in team_list(user=user) if can(user, Capability.MODEL_CREATE, t.pk)]
     if not allowed:
         raise PermissionDenied("You need the author or admin role in a team to register a model.")
     teams = team_list(user=user).filter(pk__in=allowed)
@@ -274,8 +275,8 @@ def _model_page(request, model, *, status: int = 200, retier_form: RetierForm | 
         else [],
         "latest_missing": _missing_titles(latest_card),
         "timeline": describe_events(user, trail.order_by("-seq")[:TIMELINE_LENGTH]),
-        "may_upload": can(user, "version.create", model.team_id),
-        "may_retier": bool(roles_in(user, model.team_id) & services.RETIER_ROLES),
+        "may_upload": can(user, Capability.VERSION_CREATE, model.team_id),
+        "may_retier": can(user, Capability.MODEL_RETIER, model.team_id),
         "retier_form": retier_form or RetierForm(initial={"risk_tier": model.risk_tier}),
     }
     return render(request, "registry/model_detail.html", context, status=status)
@@ -288,7 +289,7 @@ def _model_page(request, model, *, status: int = 200, retier_form: RetierForm | 
 def version_create(request, pk: int):
     user = request.user
     model = get_object_or_404(selectors.model_list(user=user), pk=pk)
-    if request.method != "POST" and not can(user, "version.create", model.team_id):
+    if request.method != "POST" and not can(user, Capability.VERSION_CREATE, model.team_id):
         raise PermissionDenied(f"You need the author or admin role in {model.team} to register a version.")
     form = VersionUploadForm(request.POST or None, request.FILES or None, user=user, model=model)
     status = 200
@@ -334,7 +335,7 @@ def _keep_upload(request, form: VersionUploadForm, model, upload) -> None:
     """
     if form.staged is not None:
         return
-    if form.has_error("artifact") or not can(request.user, "version.create", model.team_id):
+    if form.has_error("artifact") or not can(request.user, Capability.VERSION_CREATE, model.team_id):
         return
     declared = None if form.has_error("artifact_sha256") else (form.cleaned_data.get("artifact_sha256") or None)
     try:
@@ -421,16 +422,17 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
         "meta": meta,
         "inspected": inspected,
         "pickle_based": pickle_based,
-        # the evaluation worker loads a pickle only when an author of the owning team uploaded it
+        # the evaluation worker loads a pickle only when someone who may register versions in the owning
+        # team uploaded it (workers/evaluations.py)
         "pickle_trusted": pickle_based
         and Membership.objects.filter(
-            user_id=version.created_by_id, team_id=version.model.team_id, role__in=[Role.AUTHOR, Role.ADMIN]
+            user_id=version.created_by_id, team_id=version.model.team_id, role__in=roles_for(Capability.VERSION_CREATE)
         ).exists(),
         "download_url": reverse("api:version-artifact", args=[version.pk]),
         "metrics": sorted(version.metrics.items()) if isinstance(version.metrics, dict) else [],
         "hyperparameters": sorted(version.hyperparameters.items()) if isinstance(version.hyperparameters, dict) else [],
         # only where a save can succeed: a role that may edit cards, on a version whose card is not frozen
-        "may_edit_card": version.is_editable and can(user, "card.edit", version.model.team_id),
+        "may_edit_card": version.is_editable and can(user, Capability.CARD_EDIT, version.model.team_id),
         "roles": sorted(roles),
     }
     return render(request, "registry/version_detail.html", context, status=status)
@@ -466,7 +468,7 @@ def version_transition(request, pk: int):
 def card_edit(request, pk: int):
     user = request.user
     version = _get_version(request, pk)
-    if request.method != "POST" and not can(user, "card.edit", version.model.team_id):
+    if request.method != "POST" and not can(user, Capability.CARD_EDIT, version.model.team_id):
         raise PermissionDenied(f"You need the author or admin role in {version.model.team} to edit the model card.")
     current = selectors.card_current(version=version)
     start_from = None  # a new version's card starts as the previous card; saving it stays the author's act

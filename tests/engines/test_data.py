@@ -61,9 +61,19 @@ def test_a_sensitive_column_with_one_group(frame):
     assert err.code == "single_group" and "'sex'" in err.message
 
 
-def test_an_unused_category_is_an_empty_group(frame):
+def test_an_unused_category_is_ignored_as_fairlearn_does(frame):
+    """Issue 12: a categorical column declaring a category no row holds was accepted at upload, then
+    failed in the worker with ``empty_group``; fairlearn ignores unused categories, and so does Charter."""
+    from fairlearn.metrics import MetricFrame, selection_rate
+
     frame["sex"] = pd.Categorical(frame["sex"], categories=["F", "M", SECRET])
-    assert _code(validate, frame, target="label", sensitive=["sex"]).code == "empty_group"
+    data = validate(frame, target="label", sensitive=["sex"])
+    assert list(data.sensitive["sex"].cat.categories) == ["F", "M"]
+    reference = MetricFrame(metrics=selection_rate, y_true=frame["label"], y_pred=frame["label"],
+                            sensitive_features=frame["sex"])  # fmt: skip
+    assert list(reference.by_group.index) == ["F", "M"]  # fairlearn's groups: the same two
+    assert _code(validate, frame.assign(sex=pd.Categorical(["F"] * 60, categories=["F", "M"])), target="label",
+                 sensitive=["sex"]).code == "single_group"  # fmt: skip
 
 
 def test_missing_group_and_target_values(frame):

@@ -92,8 +92,11 @@ def test_numeric_slices_are_quantile_bins_in_order(data, gbt):
     slices = report.slices
     assert slices["binned"] and len(slices["slices"]) == 5
     assert sum(s["count"] for s in slices["slices"]) == len(X)
-    lows = [float(s["value"].strip("(").split(",")[0]) for s in slices["slices"]]
-    assert lows == sorted(lows)
+    labels = [s["value"] for s in slices["slices"]]
+    assert labels[0].startswith("≤ ") and labels[-1].startswith("> ")  # the extremes are no label
+    cuts = [float(labels[0][2:])] + [float(v.strip("(]").split(", ")[1]) for v in labels[1:-1]]
+    assert cuts == sorted(cuts) and float(labels[-1][2:]) == cuts[-1]
+    assert f"{X['x3'].max():.4g}" not in " ".join(labels) and f"{X['x3'].min():.4g}" not in " ".join(labels)
 
 
 def test_onnx_classifier_performance(tmp_path, data, onnx_bytes):

@@ -3,8 +3,10 @@
 ``read_table`` enforces the row limit without loading a file that is over it (Parquet's row
 count comes from its footer; a CSV is read up to one row past the limit). ``validate`` checks
 what the engines need: the target column, the sensitive columns with at least two non-empty
-groups each and no missing values, the model's feature columns, numeric. Every failure is an
-``EngineError`` whose message names columns and counts, never values.
+groups each and no missing values (a category declared but held by no row is dropped, as fairlearn
+ignores it), the model's feature columns, numeric, and the sample-weight column when one is named
+(finite, non-negative numbers, not all 0; never a model feature unless the model names it). Every
+failure is an ``EngineError`` whose message names columns and counts, never values.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class EvaluationData:
     target: str | None
     n_rows: int
     missing_feature_values: dict[str, int]
+    sample_weight: np.ndarray | None = None  # one non-negative weight per row (``sample_weight_column``)
+    sample_weight_column: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """Counts only: what a run stores about its data."""
@@ -44,6 +48,7 @@ class EvaluationData:
             "target": self.target,
             "sensitive_features": list(self.sensitive.columns),
             "missing_feature_values": {k: int(v) for k, v in self.missing_feature_values.items() if v},
+            "sample_weight_column": self.sample_weight_column,
         }
 
 
@@ -109,25 +114,29 @@ def validate(
     feature_names: Sequence[str] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     min_group_size: int = 1,
+    sample_weight_column: str | None = None,
 ) -> EvaluationData:
     """Check ``df`` and split it into features, target and sensitive columns.
 
     ``feature_names``: the model's features when it knows them; otherwise every column except
-    the target and the sensitive ones. Boolean features become 0/1. Sensitive columns are not
-    model features unless the model names them.
+    the target, the sensitive ones and the sample-weight column. Boolean features become 0/1.
+    Sensitive columns are not model features unless the model names them.
     """
     check_row_count(len(df), max_rows=max_rows)
-    wanted = ([target] if target else []) + list(sensitive) + list(feature_names or [])
+    extra = [sample_weight_column] if sample_weight_column else []
+    wanted = ([target] if target else []) + list(sensitive) + extra + list(feature_names or [])
     missing = [c for c in dict.fromkeys(wanted) if c not in df.columns]
     if missing:
         raise EngineError("missing_column", f"The evaluation data has no column named {_names(missing)}.")
     if target is not None and df[target].isna().any():
         n = int(df[target].isna().sum())
         raise EngineError("missing_target_values", f"The target column {target!r} has {n} missing values.")
+    groups = pd.DataFrame({column: _used_groups(df[column]) for column in sensitive}, index=df.index)
     for column in sensitive:
-        _check_groups(df[column], column, min_group_size=min_group_size)
+        _check_groups(groups[column], column, min_group_size=min_group_size)
+    weights = sample_weights_of(df[sample_weight_column], sample_weight_column) if sample_weight_column else None
     if feature_names is None:
-        excluded = {target, *sensitive}
+        excluded = {target, *sensitive, *extra}
         feature_names = [c for c in df.columns if c not in excluded]
     feature_names = [str(c) for c in feature_names]
     if not feature_names:
@@ -144,12 +153,47 @@ def validate(
     return EvaluationData(
         X=X,
         y=df[target] if target is not None else None,
-        sensitive=df[list(sensitive)],
+        sensitive=groups,
         feature_names=feature_names,
         target=target,
         n_rows=len(df),
         missing_feature_values=X.isna().sum().to_dict(),
+        sample_weight=weights,
+        sample_weight_column=sample_weight_column,
     )
+
+
+def sample_weights_of(values: pd.Series, column: str) -> np.ndarray:
+    """The column's values as sample weights: numbers (not booleans), finite, non-negative, not all 0;
+    ``bad_sample_weight`` otherwise, naming the column and a count."""
+    problem = sample_weight_problem(values, column)
+    if problem is not None:
+        raise EngineError("bad_sample_weight", problem)
+    return values.to_numpy(dtype=np.float64)
+
+
+def sample_weight_problem(values: pd.Series, column: str) -> str | None:
+    """Why ``values`` cannot weigh the rows, as a sentence naming the column and counts; ``None`` when it can.
+    The one rule the request's validation and the worker both apply."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return f"The sample-weight column {column!r} must hold numbers."
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = int((~np.isfinite(numbers)).sum())
+    if bad:
+        return f"The sample-weight column {column!r} has {bad} missing or infinite value(s); every row needs a weight."
+    negative = int((numbers < 0).sum())
+    if negative:
+        return f"The sample-weight column {column!r} has {negative} negative value(s); weights are 0 or more."
+    if not (numbers > 0).any():
+        return f"Every weight in the sample-weight column {column!r} is 0: there is nothing to measure."
+    return None
+
+
+def _used_groups(values: pd.Series) -> pd.Series:
+    """A categorical column without the categories no row holds: fairlearn ignores them too."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.remove_unused_categories()
+    return values
 
 
 def _check_groups(values: pd.Series, column: str, *, min_group_size: int) -> None:
@@ -159,11 +203,7 @@ def _check_groups(values: pd.Series, column: str, *, min_group_size: int) -> Non
             "missing_sensitive_values",
             f"The sensitive column {column!r} has {n_missing} missing values; every row needs a group.",
         )
-    counts = values.value_counts(sort=False)  # categorical columns list their unused categories with 0
-    if (counts == 0).any():
-        raise EngineError(
-            "empty_group", f"The sensitive column {column!r} declares {int((counts == 0).sum())} group(s) with no rows."
-        )
+    counts = values.value_counts(sort=False)  # unused categories were dropped (``_used_groups``)
     if len(counts) < 2:
         raise EngineError(
             "single_group", f"The sensitive column {column!r} has a single group; fairness needs at least two."

@@ -1,14 +1,18 @@
 """Data quality: does the evaluation data resemble the data the model was trained on?
 
 ``profile(df)`` records, per column, the schema (dtype and kind), missing values, numeric
-statistics (min, max, mean, std, quantiles and decile bins with their shares) and category sets
+statistics (mean, std, quantiles p1 to p99 and decile bins with their shares) and category sets
 with counts (capped at ``max_categories``; ``categories_complete`` says whether the cap was hit).
-It is plain JSON: record it at registration when training-data statistics are given, and
-compare evaluation data against it later without the training data.
+It keeps aggregates only (``privacy.column_aggregates_only``): no exact minimum or maximum, a
+quantile only with ``min_count`` values on either side of it, a category value only when
+``min_count`` rows hold it (the others are counted in ``other_count``). It is plain JSON: record
+it at registration when training-data statistics are given, and compare evaluation data against
+it later without the training data.
 
 ``compare(profile_train, df_eval)`` reports schema differences, missing-value changes, the share
-of numeric values outside the training range, unseen categories, and a population stability
-index (PSI) per column over the training bins. PSI levels follow the usual reading (< 0.1
+of numeric values outside the training range (its p1 to p99: the extremes are not stored), unseen
+categories (named when seen ``min_count`` times), and a population stability index (PSI) per
+column over the training bins. PSI levels follow the usual reading (< 0.1
 stable, < 0.25 moderate shift, otherwise major shift); they describe, they do not decide.
 """
 
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workers.engines import figures
+from workers.engines import figures, privacy
 from workers.engines.errors import EngineError
 from workers.engines.serialize import jsonable
 
@@ -31,7 +35,9 @@ PSI_LEVELS = ((0.1, "stable"), (0.25, "moderate shift"), (float("inf"), "major s
 MAX_LISTED = 20
 
 
-def profile(df: pd.DataFrame, *, max_categories: int = 50, bins: int = 10) -> dict[str, Any]:
+def profile(
+    df: pd.DataFrame, *, max_categories: int = 50, bins: int = 10, min_count: int = privacy.MIN_COUNT
+) -> dict[str, Any]:
     """Per-column statistics of ``df`` as JSON-safe data (see the module docstring)."""
     if not isinstance(df, pd.DataFrame):
         raise EngineError("bad_input", "A profile is taken of a table.")
@@ -48,21 +54,25 @@ def profile(df: pd.DataFrame, *, max_categories: int = 50, bins: int = 10) -> di
         if entry["kind"] == "numeric":
             entry |= _numeric_profile(s.to_numpy(dtype=np.float64, na_value=np.nan), bins=bins)
         elif entry["kind"] == "datetime":
-            valid = s.dropna()
-            entry |= {"min": valid.min().isoformat() if len(valid) else None,
-                      "max": valid.max().isoformat() if len(valid) else None}  # fmt: skip
+            entry |= _datetime_profile(s)
         else:
             entry |= _categorical_profile(s, max_categories=max_categories)
-        columns[str(name)] = entry
+        columns[str(name)] = privacy.column_aggregates_only(jsonable(entry), k=min_count)
     return jsonable({"version": PROFILE_VERSION, "n_rows": len(df), "columns": columns})
 
 
-def compare(profile_train: Mapping[str, Any], df_eval: pd.DataFrame, *, max_categories: int = 50) -> dict[str, Any]:
+def compare(
+    profile_train: Mapping[str, Any],
+    df_eval: pd.DataFrame,
+    *,
+    max_categories: int = 50,
+    min_count: int = privacy.MIN_COUNT,
+) -> dict[str, Any]:
     """How ``df_eval`` differs from the profiled training data."""
     train_cols: Mapping[str, Any] = profile_train.get("columns", {})
     if not train_cols:
         raise EngineError("bad_profile", "The training profile lists no columns.")
-    eval_profile = profile(df_eval, max_categories=max_categories)
+    eval_profile = profile(df_eval, max_categories=max_categories, min_count=min_count)
     eval_cols = eval_profile["columns"]
     schema = {
         "missing_columns": [c for c in train_cols if c not in eval_cols],
@@ -92,7 +102,7 @@ def compare(profile_train: Mapping[str, Any], df_eval: pd.DataFrame, *, max_cate
         if train["kind"] == "numeric" and current["kind"] == "numeric":
             entry |= _numeric_compare(train, df_eval[name].to_numpy(dtype=np.float64, na_value=np.nan))
         elif train["kind"] in ("categorical", "boolean") and current["kind"] in ("categorical", "boolean", "numeric"):
-            entry |= _categorical_compare(train, df_eval[name])
+            entry |= _categorical_compare(train, df_eval[name], min_count=min_count)
         if entry.get("psi") is not None:
             entry["psi_level"] = _psi_level(entry["psi"])
         result[name] = entry
@@ -100,7 +110,7 @@ def compare(profile_train: Mapping[str, Any], df_eval: pd.DataFrame, *, max_cate
         "columns_compared": len(result),
         "major_shift": [c for c, e in result.items() if e.get("psi_level") == "major shift"],
         "moderate_shift": [c for c, e in result.items() if e.get("psi_level") == "moderate shift"],
-        "out_of_training_range": [c for c, e in result.items() if (e.get("outside_range_share") or 0) > 0],
+        "out_of_training_range": [c for c, e in result.items() if e.get("outside_range_exceeds_expected")],
         "unseen_categories": [c for c, e in result.items() if e.get("unseen_count")],
         "more_missing": [c for c, e in result.items() if e["missing_share_change"] > 0.01],
         "schema_differs": bool(schema["missing_columns"] or schema["extra_columns"] or schema["kind_changes"]),
@@ -131,18 +141,24 @@ def population_stability_index(expected_shares: Sequence[float], actual_shares: 
 def _numeric_profile(values: np.ndarray, *, bins: int) -> dict[str, Any]:
     valid = values[np.isfinite(values)]
     if valid.size == 0:
-        return {"min": None, "max": None, "mean": None, "std": None, "quantiles": {}, "bins": None}
+        return {"mean": None, "std": None, "quantiles": {}, "bins": None}
     edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1))[1:-1])  # interior cut points
     shares = _bin_shares(valid, edges)
     return {
-        "min": float(valid.min()),
-        "max": float(valid.max()),
         "mean": float(valid.mean()),
         "std": float(valid.std()),
         "n_infinite": int(np.isinf(values).sum()),
         "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(valid, QUANTILES), strict=True)},
         "bins": {"edges": edges.tolist(), "shares": shares.tolist()},
     }
+
+
+def _datetime_profile(s: pd.Series) -> dict[str, Any]:
+    valid = s.dropna().sort_values()
+    if valid.empty:
+        return {"quantiles": {}}
+    points = valid.quantile(list(QUANTILES))
+    return {"quantiles": {str(q): pd.Timestamp(v).isoformat() for q, v in zip(QUANTILES, points, strict=True)}}
 
 
 def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -152,25 +168,37 @@ def _bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(values.size, 1)
 
 
+def _training_range(train: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    """The widest quantiles of the training profile that stand for its range: (q_low, low, q_high, high)."""
+    stored = {float(q): v for q, v in (train.get("quantiles") or {}).items() if isinstance(v, int | float)}
+    lows, highs = sorted(q for q in stored if q < 0.5), sorted(q for q in stored if q > 0.5)
+    if not lows or not highs:
+        return None
+    return lows[0], float(stored[lows[0]]), highs[-1], float(stored[highs[-1]])
+
+
 def _numeric_compare(train: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
     valid = values[np.isfinite(values)]
-    entry: dict[str, Any] = {
-        "train_min": train.get("min"),
-        "train_max": train.get("max"),
-        "eval_min": float(valid.min()) if valid.size else None,
-        "eval_max": float(valid.max()) if valid.size else None,
-    }
-    if valid.size == 0 or train.get("min") is None:
+    entry: dict[str, Any] = {}
+    training_range = _training_range(train)
+    if valid.size and training_range is not None:
+        q_low, low, q_high, high = training_range
+        below, above = float(np.mean(valid < low)), float(np.mean(valid > high))
+        expected = q_low + (1.0 - q_high)  # the share of the training data itself outside that range
+        # more outside than the training data by more than sampling noise (3 standard errors) and 1 point
+        tolerance = 0.01 + 3.0 * float(np.sqrt(expected * (1.0 - expected) / valid.size))
+        entry |= {
+            "training_range_quantiles": [q_low, q_high],
+            "below_range_share": below,
+            "above_range_share": above,
+            "outside_range_share": below + above,
+            "outside_range_share_expected": expected,
+            "outside_range_exceeds_expected": bool(below + above > expected + tolerance),
+        }
+    if valid.size == 0 or train.get("mean") is None:
         return entry | {"psi": None}
-    below = float(np.mean(valid < train["min"]))
-    above = float(np.mean(valid > train["max"]))
     std = train.get("std") or 0.0
-    entry |= {
-        "below_range_share": below,
-        "above_range_share": above,
-        "outside_range_share": below + above,
-        "mean_shift_in_train_std": (float(valid.mean()) - train["mean"]) / std if std > 0 else None,
-    }
+    entry["mean_shift_in_train_std"] = (float(valid.mean()) - train["mean"]) / std if std > 0 else None
     bins = train.get("bins")
     if bins:
         shares = _bin_shares(valid, np.asarray(bins["edges"], dtype=np.float64))
@@ -193,23 +221,30 @@ def _categorical_profile(s: pd.Series, *, max_categories: int) -> dict[str, Any]
     }
 
 
-def _categorical_compare(train: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
+def _categorical_compare(train: Mapping[str, Any], values: pd.Series, *, min_count: int) -> dict[str, Any]:
     known: Mapping[str, int] = train.get("categories", {})
     complete = bool(train.get("categories_complete", True))
     counts = values.dropna().astype(str).value_counts()
     total = int(counts.sum())
     unseen = [str(c) for c in counts.index if c not in known]
     unseen_count = int(counts[unseen].sum()) if unseen and complete else 0
+    named = [c for c in unseen if counts[c] >= min_count]  # a value fewer rows hold is counted, not named
     entry: dict[str, Any] = {
         "unseen_count": unseen_count,
         "unseen_share": unseen_count / total if total and complete else 0.0,
-        "unseen_categories": unseen[:MAX_LISTED] if complete else [],
-        "unseen_listed_all": len(unseen) <= MAX_LISTED,
+        "unseen_categories": named[:MAX_LISTED] if complete else [],
+        "unseen_values": len(unseen) if complete else 0,
+        "unseen_listed_all": len(named) <= MAX_LISTED and len(named) == len(unseen),
         "categories_complete_in_training": complete,
     }
     if not complete:
         entry["note"] = (
             "The training profile lists only the most frequent categories; unseen ones cannot be told apart."
+        )
+    elif train.get("withheld_values"):
+        entry["note"] = (
+            f"{train['withheld_values']} value(s) of the training data were too rare to be stored; "
+            "they count as unseen here."
         )
     train_total = sum(known.values()) + int(train.get("other_count", 0))
     if total and train_total:

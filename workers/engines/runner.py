@@ -8,8 +8,10 @@ The result document is what a run keeps as evidence and what the pages render ge
 - kind-specific keys the deployment gates read (``overall`` for fairness, ``metrics`` for
   performance) and the engine's full report under ``report``.
 
-Only aggregates: SHAP's sampled rows keep their attributions without the feature values, and
-no engine output that quotes data rows is stored.
+Only aggregates: SHAP's sampled rows keep their attributions without the feature values, no
+engine output that quotes data rows is stored, and every kind's document passes through
+``privacy.aggregates_only`` before it leaves :func:`evaluate` (no value seen fewer than k times,
+no exact extremes, no numbers of a group under k rows).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workers.engines import data_quality, explain, fairness, performance, robustness
+from workers.engines import data_quality, explain, fairness, performance, privacy, robustness
 from workers.engines.data import validate
 from workers.engines.errors import EngineError
 from workers.engines.serialize import jsonable
@@ -30,6 +32,9 @@ Progress = Callable[[float, str], None]
 KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality")
 # Rows the Kernel explainer explains at least (tree and linear models explain every row).
 KERNEL_EXPLAIN_ROWS = 200
+# The parameter under which each kind reads the k of the privacy rule (set by ``evaluate``, never by a
+# request: the request's parameters are validated against each kind's own list).
+MIN_COUNT_PARAM = "min_count"
 
 
 def evaluate(
@@ -43,26 +48,34 @@ def evaluate(
     progress: Progress | None = None,
     training_profile: dict[str, Any] | None = None,
     max_sensitive_groups: int | None = None,
+    min_count: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the ``kind`` engine on ``frame``; ``progress`` receives percent (0-100) and a message.
     ``training_profile``: the version's training-data statistics, which data-quality runs compare with.
     ``max_sensitive_groups``: the most distinct values a sensitive column may have (default: the
-    ``EVALUATION_MAX_SENSITIVE_GROUPS`` environment variable the web's settings read, else 50)."""
+    ``EVALUATION_MAX_SENSITIVE_GROUPS`` environment variable the web's settings read, else 50).
+    ``min_count``: the k of the privacy rule (default: the ``EVALUATION_MIN_COUNT`` environment
+    variable, else ``privacy.MIN_COUNT``). ``parameters["sample_weight_column"]`` names a column of
+    non-negative weights: it is no model feature, and fairness and performance weigh their metrics
+    by it (``data.sample_weight``)."""
     if kind not in KINDS:
         raise EngineError("invalid_kind", f"Unknown evaluation kind {kind!r}.")
+    k = privacy.min_count_setting(min_count)
     refuse_identifier_groups(frame, sensitive, max_groups=max_sensitive_groups)
     report = _percent(progress)
     if kind == "data_quality":  # about the data alone: no model call, any column types
         report(0.02, f"{len(frame):,} rows, {frame.shape[1]} columns")
-        result, figures = _data_quality(frame, training_profile or {}, _span(report, 0.05, 0.97))
+        result, figures = _data_quality(frame, training_profile or {}, _span(report, 0.05, 0.97), k)
     else:
         data = validate(
-            frame, target=target, sensitive=sensitive, feature_names=model.feature_names, max_rows=max(len(frame), 1)
-        )
+            frame, target=target, sensitive=sensitive, feature_names=model.feature_names, max_rows=max(len(frame), 1),
+            sample_weight_column=parameters.get("sample_weight_column"),
+        )  # fmt: skip
         report(0.02, f"{data.n_rows:,} rows, {len(data.feature_names)} features")
-        result, figures = _KINDS[kind](model, frame, data, parameters, _span(report, 0.05, 0.97))
+        params = {**parameters, MIN_COUNT_PARAM: k}
+        result, figures = _KINDS[kind](model, frame, data, params, _span(report, 0.05, 0.97))
     report(0.99, "Storing the result")
-    return jsonable(result), jsonable(figures)
+    return privacy.aggregates_only(jsonable(result), jsonable(figures), k=k, frame=frame)
 
 
 def refuse_identifier_groups(frame: pd.DataFrame, sensitive: list[str], *, max_groups: int | None = None) -> None:
@@ -94,7 +107,7 @@ def _explainability(model, frame, data, params, progress):
     )  # fmt: skip
     shap_doc = summary.as_dict()
     shap_doc.pop("figures", None)
-    figures = _shap_figures(summary, data.X)
+    figures = _shap_figures(summary, data.X, min_count=params.get(MIN_COUNT_PARAM, privacy.MIN_COUNT))
     result: dict[str, Any] = {
         "summary": {f"mean_abs_shap.{item['feature']}": item["mean_abs_shap"] for item in _importance(summary)[:10]},
         "tables": [
@@ -126,7 +139,7 @@ def _explainability(model, frame, data, params, progress):
     return result, figures
 
 
-def _shap_figures(summary, X) -> dict[str, Any]:
+def _shap_figures(summary, X, *, min_count: int = privacy.MIN_COUNT) -> dict[str, Any]:
     """Figures from aggregates only. The engine's beeswarm and dependence plots draw individual rows'
     feature values; evidence keeps the importance bar, the spread of attributions per feature
     (quartiles) and dependence as the mean attribution per quantile bin of the feature."""
@@ -155,7 +168,9 @@ def _shap_figures(summary, X) -> dict[str, Any]:
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=names)
     for feature in top[:3]:
         column = pd.to_numeric(frame[feature], errors="coerce")
-        bins = pd.qcut(column, q=min(10, max(column.nunique(), 1)), duplicates="drop")
+        # deciles, fewer when the data is small: each point is the mean of at least k rows
+        bins_wanted = min(10, max(column.nunique(), 1), max(len(column) // min_count, 1))
+        bins = pd.qcut(column, q=bins_wanted, duplicates="drop")
         grouped = pd.DataFrame({"x": column, "shap": values[:, names.index(feature)], "bin": bins}).groupby(
             "bin", observed=True
         )
@@ -180,8 +195,9 @@ def _fairness(model, frame, data, params, progress):
     y_pred = model.predict(data.X)
     report = fairness.fairness_report(
         data.y, y_pred, data.sensitive, pos_label=params.get("positive_label", 1),
-        small_group_threshold=params.get("min_group_size", 30), bootstrap_resamples=params.get("bootstrap", 200),
-        seed=params.get("seed", 0), progress=_span(progress, 0.1, 1.0),
+        min_group_size=params.get("min_group_size", fairness.DEFAULT_MIN_GROUP_SIZE),
+        bootstrap_resamples=params.get("bootstrap", 200), seed=params.get("seed", 0),
+        sample_weight=data.sample_weight, progress=_span(progress, 0.1, 1.0),
     )  # fmt: skip
     doc = report.as_dict()
     figures = doc.pop("figures", {}) or {}
@@ -201,9 +217,18 @@ def _fairness(model, frame, data, params, progress):
         f"Demographic-parity ratio {_fmt(ratio)} over {primary.name}; the four-fifths rule (0.8) is shown as a "
         "reference, not a verdict."
     ]
-    small = [g.label for g in primary.groups if g.small]
-    if small:
-        notes.append(f"Small groups (fewer than {report.small_group_threshold} rows): {', '.join(small)}.")
+    left_out = primary.comparison.get("left_out") or []
+    if left_out:
+        notes.append(
+            f"Left out of the disparities (fewer than {report.min_group_size} rows): "
+            + ", ".join(f"{e['group']} ({e['reason']})" for e in left_out) + "."
+        )  # fmt: skip
+    for rate, groups in (primary.comparison.get("undefined_left_out") or {}).items():
+        what = fairness.RATE_NAMES[rate]
+        notes.append(
+            f"{what} undefined (no {fairness.DENOMINATOR_NAMES[rate]}), so left out of the {what} comparison: "
+            f"{', '.join(groups)}."
+        )
     result = {
         "summary": {**disparities, "selection_rate": report.overall.get("selection_rate")},
         "overall": disparities,
@@ -220,7 +245,8 @@ def _performance(model, frame, data, params, progress):
     slice_column = params.get("slice_column")
     report = performance.performance_report(
         model, data.X, data.y, slice_by=frame[slice_column] if slice_column else None, slice_name=slice_column,
-        progress=progress,
+        pos_label=params.get("positive_label"), sample_weight=data.sample_weight,
+        min_count=params.get(MIN_COUNT_PARAM, privacy.MIN_COUNT), progress=progress,
     )  # fmt: skip
     doc = report.as_dict()
     figures = doc.pop("figures", {}) or {}
@@ -273,15 +299,19 @@ def _robustness(model, frame, data, params, progress):
     return {"summary": summary, "tables": tables, "notes": notes, "report": doc}, figures
 
 
-def _data_quality(frame, training_profile, progress):
+def _data_quality(frame, training_profile, progress, min_count):
     progress(0.1, "Profiling the evaluation data")
-    profile = _withhold_values(data_quality.profile(frame))
+    profile = data_quality.profile(frame, min_count=min_count)
     columns = profile.get("columns") or {}
     rows = []
     for name, col in columns.items():
-        span = f"{_round(col.get('min'))} – {_round(col.get('max'))}" if col.get("kind") == "numeric" else ""
+        quantiles = col.get("quantiles") or {}
+        low, high = quantiles.get("0.01"), quantiles.get("0.99")  # the extremes are not stored
+        span = f"{_round(low)} – {_round(high)}" if col.get("kind") == "numeric" and low is not None else ""
         rows.append([name, col.get("kind"), col.get("dtype"), _round(col.get("missing_share")), span])
-    tables = [{"title": "Columns", "columns": ["column", "kind", "type", "missing share", "range"], "rows": rows}]
+    tables = [{
+        "title": "Columns", "columns": ["column", "kind", "type", "missing share", "range (p1 – p99)"], "rows": rows,
+    }]  # fmt: skip
     summary: dict[str, Any] = {"rows": profile.get("n_rows", len(frame)), "columns": len(columns)}
     result: dict[str, Any] = {"summary": summary, "tables": tables, "profile": profile}
     if not training_profile:
@@ -291,11 +321,8 @@ def _data_quality(frame, training_profile, progress):
         ]
         return result, {}
     progress(0.5, "Comparing with the training data")
-    comparison = data_quality.compare(training_profile, frame)
+    comparison = data_quality.compare(training_profile, frame, min_count=min_count)
     figures = comparison.pop("figures", None) or {}  # PSI and missing share per column: aggregates
-    for entry in (comparison.get("columns") or {}).values():
-        if entry.get("unseen_categories"):
-            entry["unseen_categories"] = []  # the count stays; the values could be anyone's data
     result["comparison"] = comparison
     schema = comparison.get("schema") or {}
     shifted = {name: c for name, c in (comparison.get("columns") or {}).items() if c.get("psi") is not None}
@@ -318,25 +345,6 @@ def _data_quality(frame, training_profile, progress):
         notes.append(f"Major distribution shift (PSI > 0.25) in: {', '.join(major)}.")
     result["notes"] = notes or ["The evaluation data resembles the training data on every compared column."]
     return result, figures
-
-
-MIN_CATEGORY_COUNT = 5
-
-
-def _withhold_values(profile: dict[str, Any]) -> dict[str, Any]:
-    """Keep category values only where they are aggregates: a column with many distinct values (an
-    e-mail, a name, an id) or with rare values keeps its counts and loses its values."""
-    for column in (profile.get("columns") or {}).values():
-        categories = column.get("categories")
-        if not categories:
-            continue
-        if not column.get("categories_complete", True) or min(categories.values()) < MIN_CATEGORY_COUNT:
-            column["categories"] = {}
-            column["categories_withheld"] = (
-                f"{len(categories)}+ distinct values or values seen fewer than {MIN_CATEGORY_COUNT} times: "
-                "counts kept, values not stored."
-            )
-    return profile
 
 
 _KINDS = {

@@ -61,6 +61,7 @@ def version_gate_panel(context, version):
     every path that renders the version page (a refused transition or checklist tick too) has it."""
     request = context["request"]
     user = request.user
+    from governance.accounts.capabilities import Capability
     from governance.accounts.permissions import can
 
     return {
@@ -68,7 +69,7 @@ def version_gate_panel(context, version):
         "version": version,
         "panels": presenters.gate_panel(user=user, version=version),
         "links": presenters.version_review_links(user=user, version=version),
-        "may_request": can(user, "version.create", version.model.team_id) and version.is_editable,
+        "may_request": can(user, Capability.REVIEW_REQUEST, version.model.team_id) and version.is_editable,
         "csrf_token": context.get("csrf_token"),
         "next": "",
     }
@@ -82,6 +83,7 @@ def request_status(status: str) -> str:
 @register.inclusion_tag("approvals/_model_policy.html", takes_context=True)
 def model_policy_panel(context, model):
     """The model's governing policy on its page, and the choice of another for team admins."""
+    from governance.accounts.capabilities import Capability
     from governance.accounts.permissions import can
     from governance.approvals.models import ModelPolicy
     from governance.core.errors import DomainError
@@ -92,7 +94,7 @@ def model_policy_panel(context, model):
     except DomainError:
         current = None
     overridden = ModelPolicy.objects.filter(model=model).exists()
-    may_assign = can(user, "team.manage", model.team_id)
+    may_assign = can(user, Capability.POLICY_MANAGE, model.team_id)
     choices = []
     if may_assign:
         choices = [p for p in selectors.policy_list(user=user) if p.team_id in (None, model.team_id)]

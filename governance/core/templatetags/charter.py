@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from governance.registry.models import RiskTier, Stage
+from governance.core.lifecycle import RiskTier, Stage
 
 register = template.Library()
 

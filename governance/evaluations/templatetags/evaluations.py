@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import template
 
-from governance.accounts.permissions import has_any_role
-from governance.evaluations import selectors, services
+from governance.accounts.capabilities import Capability
+from governance.accounts.permissions import can
+from governance.evaluations import selectors
 
 register = template.Library()
 
@@ -16,5 +17,5 @@ def version_evidence_panel(context, version):
     return {
         "version": version,
         "rows": selectors.evidence_table(version=version),
-        "may_request": has_any_role(user, version.model.team_id, services.REQUESTERS),
+        "may_request": can(user, Capability.EVALUATION_REQUEST, version.model.team_id),
     }

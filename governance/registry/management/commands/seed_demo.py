@@ -36,7 +36,7 @@ from governance.accounts.models import Team
 from governance.accounts.services import membership_add, team_create
 from governance.approvals import services as approvals
 from governance.approvals.rules import DEFAULT_CHECKLIST
-from governance.audit.context import audit_context
+from governance.core.context import audit_context
 from governance.core.errors import DomainError
 from governance.registry.services import card_save, model_create, version_create, version_transition
 from workers.artifacts import inspect_artifact

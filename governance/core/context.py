@@ -1,7 +1,10 @@
-"""Who is acting, from where, under which request: the context every audit event records.
+"""Who is acting, from where, under which request: the context every audit event records, and
+whose request id every log line carries (``governance.core.logs``).
 
 Middleware sets it for web requests, the Celery base task restores it for tasks, and
 management commands open it explicitly. A governed write outside any context is a bug.
+It lives in core, not in the audit app, because core's middleware and logging read it and core
+imports no app (the import-linter contracts in pyproject.toml).
 """
 
 from __future__ import annotations
