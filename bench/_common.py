@@ -160,14 +160,15 @@ def seed_versions(*, counts: dict[int, int], creator_id: int, spans: dict[int, f
             INSERT INTO registry_modelversion (model_id, number, stage, description, artifact_sha256, artifact_size,
                 artifact_name, artifact_path, artifact_metadata, framework, artifact_format, training_data_ref,
                 evaluation_data_ref, preprocessing_ref, preprocessing_fingerprint, hyperparameters, metrics, tags,
-                training_profile, card_completeness, created_at, updated_at, stage_changed_at, created_by_id)
+                training_profile, card_completeness, created_at, updated_at, stage_changed_at, created_by_id,
+                integrity_problem)
             SELECT c.model_id, s.num, (%(stages)s::text[])[1 + mod(s.num, 8)], 'Seeded version', d.h,
                    2048 + mod(s.num, 4096), 'model.joblib', 'sha256/' || left(d.h, 2) || '/' || d.h, '{}'::jsonb,
                    'sklearn', 'sklearn-joblib', 'dvc://data@v' || s.num || '#train.parquet',
                    'dvc://data@v' || s.num || '#eval.parquet', '', '',
                    jsonb_build_object('C', 1.0, 'max_iter', 100 + mod(s.num, 50)),
                    jsonb_build_object('accuracy', round((0.8 + mod(s.num, 100) / 1000.0)::numeric, 3)),
-                   '["seeded"]'::jsonb, '{}'::jsonb, 0, t.at, t.at, t.at, %(creator)s
+                   '["seeded"]'::jsonb, '{}'::jsonb, 0, t.at, t.at, t.at, %(creator)s, ''
               FROM bench_counts c
               CROSS JOIN LATERAL generate_series(1, c.n) AS s(num)
               CROSS JOIN LATERAL (SELECT encode(sha256(convert_to(c.model_id || ':' || s.num, 'UTF8')), 'hex') AS h) d

@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 from governance.accounts.api import MembershipViewSet, TeamViewSet, TokenViewSet
 from governance.approvals import api as approvals
 from governance.audit.api import AuditEventViewSet
+from governance.compliance import api as compliance
 from governance.evaluations import api as evaluations
 from governance.notifications import api as notifications
 from governance.registry.api import ModelViewSet, VersionViewSet
@@ -31,5 +32,6 @@ router.register("audit-events", AuditEventViewSet, basename="auditevent")
 approvals.register(router)
 notifications.register(router)
 evaluations.register(router)
+compliance.register(router)
 
-urlpatterns = approvals.urlpatterns + router.urls
+urlpatterns = approvals.urlpatterns + compliance.urlpatterns + router.urls

@@ -10,12 +10,12 @@ app = Celery("charter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = (
     "workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals", "workers.evaluations",
-    "workers.integrity", "workers.leases",
+    "workers.integrity", "workers.leases", "workers.retention",
 )  # fmt: skip
 app.conf.task_routes = {
     **{
         f"workers.{name}.*": {"queue": "default"}
-        for name in ("artifacts", "audit", "notifications", "approvals", "integrity", "leases")
+        for name in ("artifacts", "audit", "notifications", "approvals", "integrity", "leases", "retention")
     },
     # CPU-heavy evidence work has its own queue, so a long SHAP run never delays an inspection or a webhook
     "workers.evaluations.*": {"queue": "evaluations"},
@@ -26,6 +26,8 @@ app.conf.beat_schedule = {
     "approvals-expiring": {"task": "workers.approvals.announce_expiring_approvals", "schedule": 86400.0},
     # re-hash stored artifacts in bounded slices, oldest-checked first: a changed byte fails the gate
     "artifact-integrity-scrub": {"task": "workers.integrity.scrub_artifacts", "schedule": 3600.0},
+    # evaluation results and retained data past EVALUATION_*_RETENTION_DAYS; never a frozen result, never the audit log
+    "retention-purge": {"task": "workers.retention.purge_expired", "schedule": 86400.0},
 }
 
 

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "governance.approvals",
     "governance.notifications",
     "governance.evaluations",
+    "governance.compliance",
 ]
 
 MIDDLEWARE = [
@@ -367,6 +368,25 @@ WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", 
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = _env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
 # Approvals expiring within this many days are announced once (daily beat task)
 APPROVAL_EXPIRY_NOTICE_DAYS = int(os.environ.get("APPROVAL_EXPIRY_NOTICE_DAYS", "14"))
+
+
+def _env_days(name: str) -> int:
+    """A retention period in whole days; 0 (the default) keeps forever."""
+    value = os.environ.get(name, "0").strip() or "0"
+    if not (value.isascii() and value.isdigit()):
+        raise ImproperlyConfigured(f"{name} is a number of days (0 keeps forever).")
+    return int(value)
+
+
+# Retention (governance/compliance/services.py, the daily beat task `retention-purge`). An evaluation's
+# stored result and figures are deleted EVALUATION_RESULT_RETENTION_DAYS after the run ended (the run, its
+# digests and its audit events stay), except the results of a version with an open or approved review,
+# whose evidence digest froze them: those are kept as long as the review stands. Retained evaluation data
+# files go EVALUATION_DATA_RETENTION_DAYS after their run ended. Audit exports are streamed to whoever asks
+# and Charter keeps no copy, so none expires here; the audit log itself, and its exported checkpoints, are
+# never deleted by Charter.
+EVALUATION_RESULT_RETENTION_DAYS = _env_days("EVALUATION_RESULT_RETENTION_DAYS")
+EVALUATION_DATA_RETENTION_DAYS = _env_days("EVALUATION_DATA_RETENTION_DAYS")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _env_bool("SECURE_COOKIES", False)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("governance.approvals.urls")),
     path("", include("governance.notifications.urls")),
     path("", include("governance.evaluations.urls")),
+    path("", include("governance.compliance.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"

@@ -371,8 +371,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
 @pytest.fixture(autouse=True)
 def _default_policies_after_a_flush(request):
     """Transactional tests (live server, real workers) run last and flush the database after each
-    one, taking the site-wide default policies a data migration created with it: put them back, as
-    on a fresh database, so such a test does not depend on which one ran before it."""
+        one, taking the site-wide default policies and the regulatory frameworks that data migrations created
+    with it: put them back, as
+        on a fresh database, so such a test does not depend on which one ran before it."""
     marker = request.node.get_closest_marker("django_db")
     transactional = (marker is not None and marker.kwargs.get("transaction")) or {
         "transactional_db",
@@ -386,3 +387,4 @@ def _default_policies_after_a_flush(request):
     from django.apps import apps
 
     import_module("governance.approvals.migrations.0002_default_policies").create(apps, None)
+    import_module("governance.compliance.migrations.0002_frameworks").create(apps, None)

@@ -129,3 +129,14 @@ def test_a_team_name_needs_a_letter_or_digit_as_the_schema_says(schema, api, use
 def test_a_validation_message_about_the_whole_input_still_has_fields_as_an_object(api, users, api_world):
     body = assert_error(api.as_user(users.author).get("/api/v1/models/?search=a%00"), 400)
     assert isinstance(body["fields"], dict), body
+
+
+def test_a_download_answers_a_request_for_its_own_type(api, users, api_world):
+    """``Accept: application/octet-stream``, the artifact's documented type, was a 406."""
+    client = api.as_user(users.author)
+    url = f"/api/v1/versions/{api_world.v1.pk}/artifact/"
+    r = client.get(url, HTTP_ACCEPT="application/octet-stream")
+    assert r.status_code == 200, r.content[:300]
+    assert b"".join(r.streaming_content) if r.streaming else r.content
+    assert_error(client.get(f"/api/v1/versions/{api_world.foreign_version.pk}/artifact/",
+                            HTTP_ACCEPT="application/octet-stream"), 404)  # fmt: skip

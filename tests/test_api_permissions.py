@@ -107,8 +107,10 @@ ENDPOINTS = [
     Endpoint("versions-card-revisions", "get", "/api/v1/versions/{w.v2.pk}/card/revisions/", 200, READERS),
     Endpoint("versions-diff", "get", "/api/v1/versions/{w.v2.pk}/diff/", 200, READERS),
     Endpoint("versions-audit", "get", "/api/v1/versions/{w.v1.pk}/audit/", 200, READERS),
+    Endpoint("versions-bundle", "get", "/api/v1/versions/{w.v2.pk}/bundle/", 200, READERS),  # a zip
     # audit events
     Endpoint("audit-events-list", "get", "/api/v1/audit-events/", 200, EVERYONE),
+    Endpoint("audit-events-export", "get", "/api/v1/audit-events/export/?format=jsonl", 200, EVERYONE),  # JSON Lines
     Endpoint("audit-events-retrieve", "get", "/api/v1/audit-events/{w.team_event.pk}/", 200, READERS),
     Endpoint("audit-events-verify", "post", "/api/v1/audit-events/verify/", 200,
              frozenset({Role.AUDITOR, Role.ADMIN, "superuser"}), outsider=403),
@@ -148,8 +150,9 @@ def test_the_table_covers_every_routed_endpoint():
         ("models", "destroy"), ("models", "audit"), ("models", "risk_tier"),
         ("versions", "list"), ("versions", "retrieve"), ("versions", "create"), ("versions", "partial_update"),
         ("versions", "transition"), ("versions", "artifact"), ("versions", "card"), ("versions", "card_revisions"),
-        ("versions", "diff"), ("versions", "audit"),
+        ("versions", "diff"), ("versions", "audit"), ("versions", "bundle"),
         ("audit-events", "list"), ("audit-events", "retrieve"), ("audit-events", "verify"),
+        ("audit-events", "export"),
     }  # fmt: skip
     # Endpoints whose 403-before-200 and 404 cases live in their app's own suite:
     covered |= {
@@ -170,6 +173,10 @@ def test_the_table_covers_every_routed_endpoint():
         ("notifications", "read_all"),
         ("webhooks", "list"), ("webhooks", "retrieve"), ("webhooks", "create"), ("webhooks", "partial_update"),
         ("webhooks", "destroy"), ("webhooks", "test"), ("webhooks", "deliveries"),
+        # tests/test_compliance_mapping.py
+        ("compliance/frameworks", "list"), ("compliance/frameworks", "retrieve"),
+        ("compliance/mapping-items", "list"), ("compliance/mapping-items", "retrieve"),
+        ("compliance/mapping-items", "create"), ("compliance/mapping-items", "revisions"),
     }  # fmt: skip
     assert routed <= covered, f"endpoints without a row in the permission table: {sorted(routed - covered)}"
 
@@ -184,7 +191,11 @@ def test_role_matrix(api, users, api_world, role, endpoint, expected):
 
     if expected < 400:
         assert r.status_code == expected, (r.status_code, r.content[:500])
-        if endpoint.method == "get" and endpoint.id != "versions-artifact":
+        if endpoint.method == "get" and endpoint.id not in (
+            "versions-artifact",
+            "versions-bundle",
+            "audit-events-export",
+        ):
             assert r["Content-Type"].startswith("application/json")
         return
 
@@ -313,11 +324,14 @@ def test_successful_reads_return_the_object(api, users, api_world):
     import hashlib
 
     assert hashlib.sha256(content).hexdigest() == w.v1.artifact_sha256
+    # the model's trail holds its versions' events and their cards' too (issue 14), newest first
     trail = client.get(f"/api/v1/models/{w.model.pk}/audit/").json()["results"]
-    assert [e["action"] for e in trail] == ["model.create"]
-    assert trail[0]["changes"]["after"]["name"] == "credit-scoring"
+    assert [e["action"] for e in trail] == ["card.save", "version.create", "version.create", "model.create"]
+    assert [e["object_id"] for e in trail[1:3]] == [str(w.v2.pk), str(w.v1.pk)]
+    assert trail[-1]["changes"]["after"]["name"] == "credit-scoring"
     v2_trail = client.get(f"/api/v1/versions/{w.v2.pk}/audit/").json()["results"]
-    assert [e["action"] for e in v2_trail] == ["version.create"]
+    assert [e["action"] for e in v2_trail] == ["card.save", "version.create"]
+    assert v2_trail[0]["object_id"] == str(w.card.pk)
 
 
 def test_unsupported_methods_and_unknown_urls_answer_json(api, users, api_world):

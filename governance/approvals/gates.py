@@ -20,7 +20,6 @@ from governance.approvals import rules as R
 from governance.approvals.models import DecisionKind, RequestStatus
 from governance.registry.artifacts import PROBLEMS as ARTIFACT_PROBLEMS
 from governance.registry.models import NEVER_SERVED_STAGES, Stage
-from workers.engines import fairness as fairness_engine
 
 PASSED, FAILED, MISSING = "passed", "failed", "missing"
 
@@ -286,6 +285,8 @@ def fairness_recomputed(result: dict, gate: R.FairnessGate) -> dict | None:
     analysis = next((a for a in report.get("analyses") or [] if isinstance(a, dict) and a.get("name") == primary), None)
     if analysis is None:
         return None
+    from workers.engines import fairness as fairness_engine  # here: the engine loads pandas, which no page needs
+
     return fairness_engine.disparities_from_stored(
         analysis, min_group_size=gate.min_group_size, confidence=FAIRNESS_GATE_CONFIDENCE
     )
@@ -304,6 +305,8 @@ def _left_out_text(judged: dict, rates: set[str]) -> str:
         text += "; left out: " + names([f"group {e['group']} ({e['reason']})" for e in judged["left_out"]])
     for rate, groups in judged["undefined_left_out"].items():
         if rate in rates and groups:
+            from workers.engines import fairness as fairness_engine
+
             what = fairness_engine.RATE_NAMES[rate]
             text += (
                 f"; {what} undefined (no {fairness_engine.DENOMINATOR_NAMES[rate]}), so left out of the {what} "

@@ -41,6 +41,7 @@ class AuditAction(StrEnum):
     VERSION_ARTIFACT_INSPECTED = "version.artifact_inspected", "inspected the artifact of"
     VERSION_INTEGRITY_FAILED = "version.integrity_failed", "found the stored artifact changed or missing for"
     VERSION_INTEGRITY_RESTORED = "version.integrity_restored", "found the stored artifact intact again for"
+    VERSION_BUNDLE = "version.bundle", "downloaded the evidence bundle of"
     CARD_SAVE = "card.save", "edited the model card of"
     # approvals
     POLICY_CREATE = "policy.create", "created an approval policy"
@@ -74,6 +75,11 @@ class AuditAction(StrEnum):
     EVALUATION_FAIL = "evaluation.fail", "recorded a failed evaluation"
     EVALUATION_CANCEL = "evaluation.cancel", "cancelled an evaluation"
     EVALUATION_REQUEUE = "evaluation.requeue", "re-queued an evaluation whose worker was lost"
+    EVALUATION_RESULT_PURGE = "evaluation.result_purge", "deleted, past its retention period, the stored result of"
+    EVALUATION_DATA_PURGE = "evaluation.data_purge", "deleted, past its retention period, the retained data of"
+    # compliance
+    COMPLIANCE_ITEM_CREATE = "compliance.item.create", "added a regulatory mapping item"
+    COMPLIANCE_ITEM_REVISE = "compliance.item.revise", "revised a regulatory mapping item"
     # notifications
     WEBHOOK_CREATE = "webhook.create", "created a webhook"
     WEBHOOK_UPDATE = "webhook.update", "edited a webhook"
@@ -92,6 +98,8 @@ class AuditAction(StrEnum):
     USER_LOGIN_FAILED = "user.login_failed", "failed to sign in"
     USER_LOCKED_OUT = "user.locked_out", "was locked out of signing in after repeated failures"
     PERMISSION_DENIED = "permission.denied", "was refused"
+    # the audit log itself
+    AUDIT_EXPORT = "audit.export", "exported audit events"
 
 
 # The heading of each domain in the action filter, in the order the filter lists them.
@@ -103,12 +111,14 @@ DOMAINS = {
     "checklist": "Review checklists",
     "policy": "Approval policies",
     "evaluation": "Evaluations",
+    "compliance": "Regulatory mappings",
     "webhook": "Webhooks",
     "team": "Teams",
     "membership": "Memberships",
     "token": "API tokens",
     "user": "Sign-ins",
     "permission": "Refusals",
+    "audit": "Audit log",
 }
 
 PREFIX_SUFFIX = ".*"

@@ -216,3 +216,36 @@ def check(*, last_seq: int, location: Path | None = None) -> Report:
         return Report(checked, None)
     seq, _, _, reason = min(found, key=lambda f: (f[1] == 9, f[0], f[1], not f[2].startswith("checkpoint file"), f[2]))
     return Report(checked, (seq, reason))
+
+
+def check_file(path: Path, *, last_seq: int) -> Report:
+    """One checkpoint file given by hand (a copy kept apart from Charter, the ``checkpoint`` of an
+    export's trailer) against the log: intact up to its ``seq``, a tail removed (the log ends before
+    it), or rewritten (the event at its ``seq`` has another hash). ``ValueError`` when the file is no
+    checkpoint."""
+    path = Path(path)
+    try:
+        signed = Signed.of_file(path.name, json.loads(path.read_bytes()))
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a checkpoint (a JSON object with seq, hash, signed_at, signature)") from exc
+    public_key = signing.public_key()
+    bad = _signature_problem(signed, public_key, signing.key_id(public_key))
+    if bad:
+        return Report(0, (signed.seq, bad))
+    if signed.seq > last_seq:
+        return Report(
+            0, (last_seq + 1, f"the log ends at #{last_seq} but the signed {signed.where} covers #{signed.seq}: "
+                              "the tail was removed"),
+        )  # fmt: skip
+    actual = (
+        GENESIS_HASH
+        if signed.seq == 0
+        else AuditEvent.objects.filter(seq=signed.seq).values_list("hash", flat=True).first()
+    )
+    if actual != signed.hash:
+        return Report(
+            0, (signed.seq, f"event #{signed.seq} differs from the signed {signed.where}: the tail was rewritten")
+        )
+    return Report(1, None)

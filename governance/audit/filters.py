@@ -25,6 +25,10 @@ class AuditEventFilter(FilterSet):
     source = django_filters.CharFilter()
     request_id = django_filters.CharFilter()
     team = IdFilter(field_name="team_id")
+    seq_from = IdFilter(
+        field_name="seq", lookup_expr="gte", help_text="Events from this sequence number on (inclusive)."
+    )
+    seq_to = IdFilter(field_name="seq", lookup_expr="lte", help_text="Events up to this sequence number (inclusive).")
     since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -183,6 +183,26 @@ def _append_portable(fields: dict, now: dt.datetime) -> Appended:
     return Appended(pk=event.pk, seq=seq, prev_hash=head.hash, hash=digest, created_at=now)
 
 
+@transaction.atomic
+def export_record(*, actor, fmt: str, filters: dict) -> Appended:
+    """Record an export of the log (who, which format, which filters) before a byte of it is sent.
+
+    Filed under the team the export was filtered to, when the exporter may read that team, so the
+    team's own auditors see it; otherwise under no team, like a sign-in: the exporter's own event
+    and the site administrators'.
+    """
+    from governance.accounts.permissions import team_ids_visible_to
+
+    team_id = filters.get("team")
+    visible = team_ids_visible_to(actor)
+    if team_id is not None and visible is not None and team_id not in visible:
+        team_id = None
+    return record(
+        action=AuditAction.AUDIT_EXPORT, object_type="audit.export", object_id=fmt, team_id=team_id,
+        changes={"format": fmt, "filters": filters}, actor=actor,
+    )  # fmt: skip
+
+
 # --- verification ---------------------------------------------------------------------------
 
 
@@ -217,12 +237,17 @@ LIMIT 1
 """
 
 
-def verify(*, in_database: bool | None = None, checkpoint_dir: Path | None = None) -> VerifyResult:
+def verify(
+    *, in_database: bool | None = None, checkpoint_dir: Path | None = None, checkpoint_file: Path | None = None
+) -> VerifyResult:
     """Check every link, then the tail against the chain head and every signed checkpoint.
 
     The head row moves on every append, so the application's role may update it: it names a
     truncated tail only when nobody moved it too. The checkpoints exported outside the database
     (``checkpoint_dir``, else the configured storage) are what a rewrite cannot get past.
+    ``checkpoint_file``: hold the log against that one signed checkpoint instead (a copy kept apart,
+    an export's), before the head, so that the answer says which: intact, a tail removed or rewritten;
+    ``ValueError`` when the file is no checkpoint.
     """
     if in_database is None:
         in_database = connection.vendor == "postgresql"
@@ -232,6 +257,12 @@ def verify(*, in_database: bool | None = None, checkpoint_dir: Path | None = Non
     if broken:
         pk, seq, reason = broken
         return VerifyResult(False, count, last_seq, seq, pk, reason)
+    if checkpoint_file is not None:
+        report = checkpoints.check_file(checkpoint_file, last_seq=last_seq)
+        if report.problem:
+            seq, reason = report.problem
+            pk = AuditEvent.objects.filter(seq=seq).values_list("id", flat=True).first()
+            return VerifyResult(False, count, last_seq, seq, pk, reason, report.checked)
     last = AuditEvent.objects.filter(seq=last_seq).values_list("hash", flat=True).first() or GENESIS_HASH
     head = ChainHead.objects.filter(id=1).first()
     if head is not None and head.seq != last_seq:
@@ -244,6 +275,8 @@ def verify(*, in_database: bool | None = None, checkpoint_dir: Path | None = Non
         return VerifyResult(
             False, count, last_seq, last_seq, last_id, f"event #{last_seq} does not match the chain head's hash"
         )
+    if checkpoint_file is not None:
+        return VerifyResult(True, count, last_seq, checkpoints_checked=report.checked)
     report = checkpoints.check(last_seq=last_seq, location=checkpoint_dir)
     if report.problem:
         seq, reason = report.problem

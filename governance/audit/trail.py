@@ -6,7 +6,6 @@ import json
 
 from rest_framework import serializers
 
-from governance.audit import selectors
 from governance.audit.models import AuditEvent
 from governance.core.pagination import NewestFirstCursorPagination
 
@@ -29,9 +28,12 @@ class AuditEventSerializer(serializers.ModelSerializer):
         return json.loads(obj.changes)
 
 
-def paginated_trail(view, obj):
-    """The audit events of one object, paged newest first: used by every object's ``audit`` action."""
+def paginated_trail(view, events):
+    """A trail (``selectors.model_trail``, ``version_trail``, ``object_trail``), paged newest first: what
+    every object's ``audit`` action answers. The action declares ``filter_backends=[]`` and
+    ``pagination_class=AuditCursorPagination``, so that its schema lists what it reads (``cursor``,
+    ``page_size``) and none of its viewset's list filters."""
     paginator = AuditCursorPagination()
     # view=None: the trail keeps its own newest-first order whatever ordering the parent viewset declares
-    page = paginator.paginate_queryset(selectors.object_trail(user=view.request.user, obj=obj), view.request, view=None)
+    page = paginator.paginate_queryset(events, view.request, view=None)
     return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)

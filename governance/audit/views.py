@@ -5,12 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.http import QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from governance.accounts.capabilities import Capability
 from governance.accounts.permissions import can_anywhere, team_ids_visible_to
-from governance.audit import actions, selectors, services, signing
+from governance.audit import actions, exports, selectors, services, signing
 from governance.audit.filters import AuditEventFilter
 from governance.audit.models import Checkpoint
 from governance.audit.presenters import describe_events
@@ -20,7 +22,7 @@ PAGE_SIZE = 50
 KNOWN_OBJECT_TYPES = [
     "registry.registeredmodel", "registry.modelversion", "registry.modelcard", "approvals.policy",
     "approvals.approvalrequest", "approvals.decision", "evaluations.evaluationrun", "notifications.webhook",
-    "accounts.team", "accounts.membership", "accounts.apitoken", "auth.user", "request",
+    "accounts.team", "accounts.membership", "accounts.apitoken", "auth.user", "request", "audit.export",
 ]  # fmt: skip
 
 
@@ -86,8 +88,27 @@ def audit_log(request):
         "known_object_types": KNOWN_OBJECT_TYPES,
         "signing": _signing_key(),
         "newest_checkpoint": Checkpoint.objects.order_by("-seq", "-id").first(),
+        "exports": _export_links(filterset),
     }
     return render(request, "audit/audit_log.html", context)
+
+
+def _export_links(filterset) -> dict[str, str]:
+    """The export of what the page shows: its filters (those it did not ignore as invalid), not its
+    paging, as CSV and as JSON Lines."""
+    url = reverse("api:auditevent-export")
+    query = QueryDict(mutable=True)
+    if filterset.is_bound:
+        errors = filterset.form.errors
+        for name in filterset.form.fields:
+            value = filterset.data.get(name)
+            if value not in (None, "") and name not in errors:
+                query[name] = value
+    links = {}
+    for fmt in exports.CONTENT_TYPES:
+        query["format"] = fmt
+        links[fmt] = f"{url}?{query.urlencode()}"
+    return links
 
 
 def _signing_key() -> dict:

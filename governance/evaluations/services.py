@@ -29,7 +29,7 @@ from governance.celery import enqueue_on_commit
 from governance.core import leases, locks
 from governance.core.errors import Conflict, NotFound, ValidationFailed
 from governance.core.retry import retry_once
-from governance.evaluations import datasets, params
+from governance.evaluations import params
 from governance.evaluations.models import ACTIVE, EvaluationKind, EvaluationRun, RunStatus
 from governance.registry.models import ModelVersion
 from governance.registry.signals import evidence_changed
@@ -84,11 +84,11 @@ def run_request(
         )  # fmt: skip
     if data_from is not None:
         with _retained_copy(data_from) as copy:
-            stored = datasets.store(copy, storage=data_storage())
+            stored = _datasets().store(copy, storage=data_storage())
     else:
-        stored = datasets.store(data, storage=data_storage())  # outside the transaction: files are not transactional
+        stored = _datasets().store(data, storage=data_storage())  # outside the transaction: files are not transactional
     try:
-        summary = datasets.check(
+        summary = _datasets().check(
             stored, storage=data_storage(), target_column=target_column, sensitive_features=sensitive,
             slice_column=chosen.get("slice_column"), sample_weight_column=chosen.get("sample_weight_column"),
         )  # fmt: skip
@@ -394,3 +394,11 @@ def _drop_data(run: EvaluationRun) -> None:
     path = run.data_path
     run.data_deleted_at = timezone.now()
     transaction.on_commit(lambda: data_storage().delete(path))
+
+
+def _datasets():
+    """The upload checks, which read tables with pandas: loaded by the first evaluation request, so a
+    process that only serves pages and exports never holds pandas."""
+    from governance.evaluations import datasets
+
+    return datasets

@@ -6,16 +6,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
 from governance.accounts.selectors import team_list
-from governance.audit.trail import AuditEventSerializer, paginated_trail
+from governance.audit import selectors as audit_selectors
+from governance.audit.trail import AuditCursorPagination, AuditEventSerializer, paginated_trail
 from governance.core.api import FlatInput, UploadParsers, described, errors, validated
 from governance.core.errors import Conflict, NotFound
 from governance.core.filters import MAX_ID, FilterBackend
 from governance.core.jsoninput import JSONField
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.registry import artifacts, selectors, services, validation
+from governance.registry import bundle as evidence_bundle
 from governance.registry.filters import ModelFilter, VersionFilter
 from governance.registry.models import (
     CARD_SECTION_KEYS,
@@ -140,10 +143,16 @@ class ModelViewSet(viewsets.ReadOnlyModelViewSet):
         model = services.model_retier(actor=request.user, model=self.get_object(), **data)
         return Response(ModelOut(model).data)
 
-    @extend_schema(summary="Audit trail of this model", responses={200: AuditEventSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        summary="Audit trail of this model",
+        description="Every event about the model and its versions, newest first: the model's own, each version's "
+        "(lifecycle steps, checklist ticks, refusals) and those of their card revisions, review requests, "
+        "decisions and evaluation runs.",
+        responses={200: AuditEventSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=AuditCursorPagination)
     def audit(self, request, pk=None):
-        return paginated_trail(self, self.get_object())
+        return paginated_trail(self, audit_selectors.model_trail(user=request.user, model=self.get_object()))
 
 
 class VersionOut(serializers.Serializer):
@@ -330,6 +339,15 @@ class CardIn(serializers.Serializer):
         return value
 
 
+class FileDownload(DefaultContentNegotiation):
+    """A file download (the artifact, the evidence zip) answers whatever the Accept header asks (its
+    own type included, which no renderer names: the file is a file response); its refusals are JSON,
+    as everywhere else."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class DiffOut(serializers.Serializer):
     old = serializers.DictField()
     new = serializers.DictField()
@@ -411,7 +429,7 @@ class VersionViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
         summary="Download the artifact (its sha256 is checked before streaming)",
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **errors(404, 409)},
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], content_negotiation_class=FileDownload)
     def artifact(self, request, pk=None):
         version = self.get_object()
         try:
@@ -425,6 +443,22 @@ class VersionViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = f'attachment; filename="{version.artifact_name.replace(chr(34), "")}"'
         response["X-Artifact-SHA256"] = version.artifact_sha256
         return response
+
+    @extend_schema(
+        summary="Download the version's evidence bundle (a zip anyone who can see the version may take away)",
+        description="One zip: `manifest.json` (the sha256 of every file) signed in `manifest.sig` with the audit "
+        "checkpoint key; the model card as Markdown with Hugging Face front matter (`model-index`), as Model Card "
+        "Toolkit JSON and as a PDF; the registered metadata, training-data profile and artifact digest; every "
+        "evaluation with its charts as PNG; the review requests with their policy revision, decisions, checklist "
+        "ticks and the gate; the deployment history; the version's audit events with a checkpoint signed at the "
+        "download's own event; and `verify.py`, which checks all of it with the Python standard library. The "
+        "download is an audit event (`version.bundle`).",
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, **errors(404)},
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=FileDownload)
+    def bundle(self, request, pk=None):
+        built = evidence_bundle.version_bundle(user=request.user, version=self.get_object())
+        return evidence_bundle.response(built)
 
     @extend_schema(summary="The current model card", methods=["GET"], responses={200: CardOut, **errors(404)})
     @extend_schema(
@@ -476,7 +510,12 @@ class VersionViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
             raise NotFound("There is no version to compare with.", code="diff_base_not_found")
         return Response(selectors.version_diff(old=old, new=version))
 
-    @extend_schema(summary="Audit trail of this version", responses={200: AuditEventSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @extend_schema(
+        summary="Audit trail of this version",
+        description="Every event about the version, newest first: its lifecycle steps, checklist ticks and "
+        "refusals, and those of its card revisions, review requests, decisions and evaluation runs.",
+        responses={200: AuditEventSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=AuditCursorPagination)
     def audit(self, request, pk=None):
-        return paginated_trail(self, self.get_object())
+        return paginated_trail(self, audit_selectors.version_trail(user=request.user, version=self.get_object()))

@@ -12,5 +12,6 @@ urlpatterns = [
     path("models/<int:pk>/versions/new/", views.version_create, name="version-upload"),
     path("versions/<int:pk>/", views.version_detail, name="version-detail"),
     path("versions/<int:pk>/lifecycle/", views.version_transition, name="version-lifecycle"),
+    path("versions/<int:pk>/bundle/", views.version_bundle, name="version-bundle"),
     path("versions/<int:pk>/card/", views.card_edit, name="card-edit"),
 ]

@@ -26,6 +26,7 @@ from governance.core.errors import DomainError
 from governance.core.templatetags.charter import STAGE_COLOURS
 from governance.core.ui import show_domain_error
 from governance.registry import artifacts, selectors, services
+from governance.registry import bundle as evidence_bundle
 from governance.registry.filters import ModelFilter
 from governance.registry.forms import (
     CardForm,
@@ -47,7 +48,6 @@ from governance.registry.models import (
 
 PAGE_SIZE = 25
 TIMELINE_LENGTH = 25
-TIMELINE_VERSIONS = 50  # the model timeline follows the newest versions only
 TRAIL_LENGTH = 50
 ARTIFACT_REFUSALS = {"artifact_too_large", "artifact_empty", "digest_mismatch"}  # the file itself was refused
 
@@ -254,17 +254,7 @@ def _model_page(request, model, *, status: int = 200, retier_form: RetierForm | 
     else:
         latest = versions.first()
     latest_card = selectors.card_current(version=latest) if latest is not None else None
-    # A literal id list lets PostgreSQL use the audit (object_type, object_id) index; a subquery
-    # made it walk the whole log by seq instead (77 ms at 1M events).
-    newest_ids = [
-        str(pk)
-        for pk in selectors.version_list(user=user, model=model)
-        .order_by("-number")
-        .values_list("id", flat=True)[:TIMELINE_VERSIONS]
-    ]
-    trail = audit_selectors.object_trail(user=user, obj=model) | audit_selectors.objects_trail(
-        user=user, object_type="registry.modelversion", object_ids=newest_ids
-    )
+    trail = audit_selectors.model_trail(user=user, model=model)
     context = {
         "model": model,
         "page": page,
@@ -374,10 +364,7 @@ def _version_page(request, version: ModelVersion, *, status: int = 200, transiti
     card = selectors.card_current(version=version)
     previous = selectors.version_previous(user=user, version=version)
     diff = selectors.version_diff(old=previous, new=version) if previous is not None else None
-    card_ids = [str(pk) for pk in ModelCard.objects.filter(version=version).values_list("id", flat=True)]
-    trail = audit_selectors.object_trail(user=user, obj=version) | audit_selectors.objects_trail(
-        user=user, object_type="registry.modelcard", object_ids=card_ids
-    )
+    trail = audit_selectors.version_trail(user=user, version=version)
     roles = roles_in(user, version.model.team_id)
     steps = [
         {
@@ -445,6 +432,13 @@ def _get_version(request, pk: int) -> ModelVersion:
 @login_required
 def version_detail(request, pk: int):
     return _version_page(request, _get_version(request, pk))
+
+
+@login_required
+def version_bundle(request, pk: int):
+    """The evidence bundle, downloaded from the version page: the same zip as ``GET /api/v1/versions/<id>/bundle/``."""
+    built = evidence_bundle.version_bundle(user=request.user, version=_get_version(request, pk))
+    return evidence_bundle.response(built)
 
 
 @login_required
