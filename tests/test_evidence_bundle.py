@@ -315,7 +315,11 @@ def test_the_reviews_carry_their_policy_revision_decisions_comments_ticks_and_ga
     files = _members(evidence.zip)
     document = json.loads(files["approvals/requests.json"])
     first, second = document["requests"]
-    assert "does not store a gate verdict with each decision" in document["gate_result_at_decision"]
+    assert "as the person saw it when deciding" in document["gate_result_at_decision"]
+    for decision in [*first["decisions"], *second["decisions"]]:  # the gate each person decided on
+        assert set(decision["gate_at_decision"]) == set(second["environments"] if decision in second["decisions"]
+                                                        else first["environments"]), decision  # fmt: skip
+        assert all(g["verdict"] in {"pass", "fail", "pending"} for g in decision["gate_at_decision"].values())
     assert (first["status"], second["status"]) == ("changes_requested", "approved")
     [changes] = first["decisions"]
     assert (changes["decision"], changes["decided_by"]) == ("request_changes", "reviewer")

@@ -350,7 +350,7 @@ class DecisionOut(serializers.ModelSerializer):
         model = Decision
         fields = [
             "id", "decision", "comment", "decided_by", "team_roles", "other_team_roles", "freeze", "artifact_sha256",
-            "evidence_digest", "decided_at", "expires_at", "counts",
+            "evidence_digest", "decided_at", "expires_at", "counts", "gate",
         ]  # fmt: skip
 
     def get_counts(self, obj) -> bool:

@@ -280,7 +280,7 @@ class Decision(models.Model):
 
     AUDIT_FIELDS = [
         "id", "request", "decision", "comment", "team_roles", "other_team_roles", "artifact_sha256",
-        "evidence_digest", "freeze", "expires_at",
+        "evidence_digest", "freeze", "expires_at", "gate",
     ]  # fmt: skip
 
     request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="decisions")
@@ -295,6 +295,12 @@ class Decision(models.Model):
     decided_at = models.DateTimeField()
     expires_at = models.DateTimeField(null=True, blank=True)
     expiry_notified_at = models.DateTimeField(null=True, blank=True)
+    gate = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The gate per requested environment as the person saw it when deciding (empty for decisions "
+        "made before Charter kept it); part of the decision's audit record.",
+    )
 
     class Meta:
         ordering = ["id"]

@@ -75,7 +75,9 @@ NO_SERVING_RECORDS = (
     "audit/events.json, deployed and deprecated included)."
 )
 GATE_AT_DECISION = (
-    "Charter does not store a gate verdict with each decision. Each decision is bound to the artifact sha256, "
+    "Each decision's gate_at_decision is the gate per requested environment as the person saw it when deciding "
+    "(empty for decisions made before Charter kept it); it is also in the decision's review.decide audit event. "
+    "Each decision is bound to the artifact sha256, "
     "the evidence digest and the freeze number of the request when it was made (bound_to); the gate counts a "
     "decision only while that binding equals the request's current one (bound_to_current_freeze) and it has not "
     "expired. A request is closed as approved only at a moment its quorum was reached and every gate passed for "
@@ -590,6 +592,7 @@ def _approvals(files: _Files, *, version, requests: list, decisions: dict[int, l
                     "id": d.pk, "decision": d.decision, "comment": d.comment, "decided_by": _username(d.decided_by),
                     "decided_at": _iso(d.decided_at), "expires_at": _iso(d.expires_at),
                     "team_roles": d.team_roles, "other_team_roles": d.other_team_roles,
+                    "gate_at_decision": d.gate,
                     "bound_to": {"artifact_sha256": d.artifact_sha256, "evidence_digest": d.evidence_digest,
                                  "freeze": d.freeze},
                     "bound_to_current_freeze": (d.artifact_sha256, d.evidence_digest, d.freeze)

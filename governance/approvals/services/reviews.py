@@ -155,11 +155,14 @@ def _decide(*, actor, request: ApprovalRequest, decision: str, comment: str) -> 
     outside &= selectors.wanted_from_outside(request)
     now = timezone.now()
     expiry_days = [q.expiry_days for e, q in rules.environments.items() if e in request.environments and q.expiry_days]
+    # the gate as the person saw it when deciding, kept with the decision and in its audit record
+    seen = selectors.gate_checks(version=version, environments=request.environments, now=now)
     made = Decision.objects.create(
         request=request, decided_by=actor, decision=decision, comment=comment, team_roles=sorted(inside),
         other_team_roles=sorted(outside), artifact_sha256=request.artifact_sha256,
         evidence_digest=request.evidence_digest, freeze=request.freeze, decided_at=now,
         expires_at=now + dt.timedelta(days=min(expiry_days)) if expiry_days else None,
+        gate={environment: verdict.as_dict() for environment, verdict in seen.items()},
     )  # fmt: skip
     audit.record(action=AuditAction.REVIEW_DECIDE, obj=made, after=audit.snapshot(made), actor=actor)
     if decision == DecisionKind.APPROVE:
