@@ -91,6 +91,7 @@ def test_only_the_uploads_read_multipart_and_the_rest_reads_json(api, users, api
         ("/api/v1/models/?page_size=0", "page_size"),
         ("/api/v1/audit-events/?page_size=abc", "page_size"),
         ("/api/v1/models/?q=a%00b", "q"),
+        ("/api/v1/versions/?model=" + "9" * 5000, "model"),
     ],
 )
 def test_a_query_parameter_off_its_schema_is_a_400_naming_it(api, users, api_world, url, field):
@@ -140,3 +141,12 @@ def test_a_download_answers_a_request_for_its_own_type(api, users, api_world):
     assert b"".join(r.streaming_content) if r.streaming else r.content
     assert_error(client.get(f"/api/v1/versions/{api_world.foreign_version.pk}/artifact/",
                             HTTP_ACCEPT="application/octet-stream"), 404)  # fmt: skip
+
+
+def test_a_version_id_to_compare_with_is_a_bounded_whole_number(api, users, api_world):
+    """``against`` of 4,300 digits or more was a 500: Python's ``int()`` refuses to read it."""
+    client = api.as_user(users.author)
+    for against in ("9" * 5000, "9223372036854775808", "0", "x"):
+        body = assert_error(client.get(f"/api/v1/versions/{api_world.v2.pk}/diff/?against={against}"), 400)
+        assert "against" in body["fields"]
+    assert client.get(f"/api/v1/versions/{api_world.v2.pk}/diff/?against={api_world.v1.pk}").status_code == 200

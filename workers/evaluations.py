@@ -64,7 +64,7 @@ def _execute(run, *, lease: str, progress) -> str:
             result, figures = evaluate(
                 run.kind, model, frame, target=run.target_column or None, sensitive=run.sensitive_features,
                 parameters=run.parameters, progress=progress, training_profile=run.version.training_profile,
-                min_count=getattr(settings, "EVALUATION_MIN_COUNT", None),
+                min_count=settings.EVALUATION_MIN_COUNT,
             )  # fmt: skip
         finished = services.run_finish(
             run_id=run_id, result=result, figures=figures, environment=_environment(model),

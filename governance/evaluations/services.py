@@ -307,7 +307,7 @@ def run_finish(
     Whatever produced them, the result and figures pass ``privacy.aggregates_only`` here once more
     (the runner applied it with the data at hand): nothing is stored that the rule withholds."""
     result, figures = privacy.aggregates_only(
-        result, figures, k=privacy.min_count_setting(getattr(settings, "EVALUATION_MIN_COUNT", None))
+        result, figures, k=privacy.min_count_setting(settings.EVALUATION_MIN_COUNT)
     )
     # The version's lock first (the lock order of governance/audit/services.py), as a review request
     # holds it: the new evidence and a request opened at the same moment are ordered, so the request

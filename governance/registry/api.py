@@ -14,7 +14,7 @@ from governance.audit import selectors as audit_selectors
 from governance.audit.trail import AuditCursorPagination, AuditEventSerializer, paginated_trail
 from governance.core.api import FlatInput, UploadParsers, described, errors, validated
 from governance.core.errors import Conflict, NotFound
-from governance.core.filters import MAX_ID, FilterBackend
+from governance.core.filters import MAX_ID, FilterBackend, id_from
 from governance.core.jsoninput import JSONField
 from governance.core.pagination import NewestFirstCursorPagination
 from governance.registry import artifacts, selectors, services, validation
@@ -234,8 +234,7 @@ def _newest_of_one_model(params) -> int | None:
     if set(params) - {"model", "page_size"} or len(params.getlist("model")) != 1:
         return None
     value = params["model"]
-    # anything else, 0 and ids past a bigint included, goes through the filter, which refuses it
-    return int(value) if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID else None
+    return id_from(value)  # anything else, 0 and ids past a bigint included, goes to the filter, which refuses it
 
 
 class VersionPagination(NewestFirstCursorPagination):
@@ -501,9 +500,9 @@ class VersionViewSet(UploadParsers, viewsets.ReadOnlyModelViewSet):
         version = self.get_object()
         against = request.query_params.get("against", "")
         if against != "":  # empty, like absent, means the previous version
-            if not (against.isascii() and against.isdigit() and 1 <= int(against) <= MAX_ID):
+            if (against_id := id_from(against)) is None:
                 raise serializers.ValidationError({"against": ["Give a version id."]})
-            old = selectors.version_list(user=request.user).filter(pk=int(against)).first()
+            old = selectors.version_list(user=request.user).filter(pk=against_id).first()
         else:
             old = selectors.version_previous(user=request.user, version=version)
         if old is None:

@@ -262,7 +262,7 @@ def _aggregates_only(training_profile: dict | None) -> dict:
 
     if not training_profile:
         return {}
-    k = privacy.min_count_setting(getattr(settings, "EVALUATION_MIN_COUNT", None))
+    k = privacy.min_count_setting(settings.EVALUATION_MIN_COUNT)
     return privacy.profile_aggregates_only(training_profile, k=k)
 
 

@@ -37,7 +37,5 @@ class Command(BaseCommand):
             frame = read_table(path, max_rows=max_rows)
         except EngineError as exc:
             raise CommandError(exc.message) from None
-        k = privacy.min_count_setting(
-            min_count if min_count is not None else getattr(settings, "EVALUATION_MIN_COUNT", None)
-        )
+        k = privacy.min_count_setting(min_count if min_count is not None else settings.EVALUATION_MIN_COUNT)
         self.stdout.write(json.dumps(profile(frame, min_count=k), indent=1))
