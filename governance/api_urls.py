@@ -7,6 +7,7 @@ from governance.compliance import api as compliance
 from governance.evaluations import api as evaluations
 from governance.notifications import api as notifications
 from governance.registry.api import ModelViewSet, VersionViewSet
+from governance.serving import api as serving
 
 
 class Router(DefaultRouter):
@@ -33,5 +34,6 @@ approvals.register(router)
 notifications.register(router)
 evaluations.register(router)
 compliance.register(router)
+serving.register(router)
 
-urlpatterns = approvals.urlpatterns + compliance.urlpatterns + router.urls
+urlpatterns = approvals.urlpatterns + compliance.urlpatterns + serving.urlpatterns + router.urls

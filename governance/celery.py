@@ -10,7 +10,7 @@ app = Celery("charter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.imports = (
     "workers.artifacts", "workers.audit", "workers.notifications", "workers.approvals", "workers.evaluations",
-    "workers.integrity", "workers.leases", "workers.retention",
+    "workers.integrity", "workers.leases", "workers.retention", "workers.deploy",
 )  # fmt: skip
 app.conf.task_routes = {
     **{
@@ -19,6 +19,8 @@ app.conf.task_routes = {
     },
     # CPU-heavy evidence work has its own queue, so a long SHAP run never delays an inspection or a webhook
     "workers.evaluations.*": {"queue": "evaluations"},
+    # serving actions: never behind an evaluation, one worker pool that may be sized and placed on its own
+    "workers.deploy.*": {"queue": "deploy"},
 }
 app.conf.beat_schedule = {
     # a signed, exported copy of the chain head: a removed or rewritten tail no longer verifies
@@ -39,6 +41,19 @@ def _schedule_lease_sweep(sender, **kwargs):
 
     sender.add_periodic_task(
         settings.TASK_LEASE_SWEEP_SECONDS, sender.signature("workers.leases.recover_expired"), name="leases-recover"
+    )
+
+
+@app.on_after_configure.connect
+def _schedule_serving_reconcile(sender, **kwargs):
+    """Compare each serving backend with what Charter says is live (``workers.deploy.reconcile_backends``,
+    on the deploy queue), every SERVING_RECONCILE_SECONDS."""
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.SERVING_RECONCILE_SECONDS,
+        sender.signature("workers.deploy.reconcile_backends"),
+        name="serving-reconcile",
     )
 
 

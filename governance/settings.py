@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "governance.notifications",
     "governance.evaluations",
     "governance.compliance",
+    "governance.serving",
 ]
 
 MIDDLEWARE = [
@@ -284,7 +285,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"StageEnum": "governance.registry.models.Stage"},
+    "ENUM_NAME_OVERRIDES": {
+        "StageEnum": "governance.registry.models.Stage",
+        "BackendKindEnum": "governance.serving.models.BackendKind",
+        "ActionKindEnum": "governance.serving.models.ActionKind",
+        "ActionStatusEnum": "governance.serving.models.ActionStatus",
+        "DeploymentStateEnum": "governance.serving.models.DeploymentState",
+        "RevisionStateEnum": "governance.approvals.models.RevisionState",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "governance.core.schema.document_every_refusal",
@@ -324,6 +332,26 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # (governance/core/leases.py). Beat's `leases-recover` re-queues a record whose lease ran out (its worker
 # died), or fails it with `worker_lost` once it has had TASK_LEASE_MAX_ATTEMPTS starts: a crash is noticed
 # within TASK_LEASE_SECONDS + TASK_LEASE_SWEEP_SECONDS, and costs the work of the attempt it interrupted.
+# Serving. The default environments (staging, production) run on local MLServers that the run command
+# starts (``workers/serving/mlserver_process.py``): HTTP on these ports, gRPC 100 and metrics 200 above,
+# each with its model repository under SERVING_DIR/<environment>. Other backends are rows an admin adds.
+SERVING_DIR = Path(os.environ.get("CHARTER_SERVING_DIR", VAR_DIR / "serving"))
+SERVING_LOCAL_PORTS = {
+    "staging": int(os.environ.get("CHARTER_MLSERVER_STAGING_PORT", "8181")),
+    "production": int(os.environ.get("CHARTER_MLSERVER_PRODUCTION_PORT", "8182")),
+}
+# where the worker reaches them (compose runs each in its own container)
+SERVING_LOCAL_HOSTS = {
+    "staging": os.environ.get("CHARTER_MLSERVER_STAGING_HOST", "127.0.0.1"),
+    "production": os.environ.get("CHARTER_MLSERVER_PRODUCTION_HOST", "127.0.0.1"),
+}
+# Beat's `serving-reconcile` (workers/deploy.py) compares what each environment's backend has loaded with
+# what Charter says is live there, every SERVING_RECONCILE_SECONDS, and reports a difference once (an audit
+# event `serving.drift` and a notification), and when it is gone (`serving.drift.resolved`).
+SERVING_RECONCILE_SECONDS = float(os.environ.get("SERVING_RECONCILE_SECONDS", "300"))
+if SERVING_RECONCILE_SECONDS < 1:
+    raise ImproperlyConfigured("SERVING_RECONCILE_SECONDS is at least 1.")
+
 TASK_LEASE_SECONDS = float(os.environ.get("TASK_LEASE_SECONDS", "60"))
 TASK_LEASE_SWEEP_SECONDS = float(os.environ.get("TASK_LEASE_SWEEP_SECONDS", "30"))
 TASK_LEASE_MAX_ATTEMPTS = int(os.environ.get("TASK_LEASE_MAX_ATTEMPTS", "3"))

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("governance.notifications.urls")),
     path("", include("governance.evaluations.urls")),
     path("", include("governance.compliance.urls")),
+    path("", include("governance.serving.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"

@@ -38,6 +38,12 @@ PY
 
 WORKER_PID=""
 WEB_PID=""
+MLSERVER_PIDS=()
+SERVING_DIR="${CHARTER_SERVING_DIR:-$VAR_DIR/serving}"
+declare -A MLSERVER_PORT=(
+  [staging]="${CHARTER_MLSERVER_STAGING_PORT:-8181}"
+  [production]="${CHARTER_MLSERVER_PRODUCTION_PORT:-8182}"
+)
 WORKER_PIDFILE="$VAR_DIR/run/worker.pid"
 
 stop_pid() {
@@ -66,6 +72,10 @@ cleanup() {
     stop_pid "$WORKER_PID" 30
     rm -f "$WORKER_PIDFILE"
   fi
+  if ((${#MLSERVER_PIDS[@]})); then
+    log "Stopping the MLServers"
+    for pid in "${MLSERVER_PIDS[@]}"; do stop_pid "$pid" 15; done
+  fi
   exit "$rc"
 }
 
@@ -90,6 +100,34 @@ app.loader.import_default_modules()
 import gunicorn.app.wsgiapp
 import governance.wsgi
 PY
+}
+
+# One MLServer per default environment (staging, production), supervised in the foreground by
+# workers/serving/mlserver_process.py (it restarts a server that dies and loads again what was live).
+start_mlservers() {
+  local env port
+  for env in staging production; do
+    port=${MLSERVER_PORT[$env]}
+    for p in "$port" $((port + 100)) $((port + 200)); do
+      port_in_use 127.0.0.1 "$p" &&
+        die "Port $p (the $env MLServer) is in use; stop what holds it or set CHARTER_MLSERVER_${env^^}_PORT=..."
+    done
+    "$PY" -m workers.serving.mlserver_process --name "$env" --dir "$SERVING_DIR/$env" --http-port "$port" \
+      --grpc-port $((port + 100)) --metrics-port $((port + 200)) >>"$VAR_DIR/log/mlserver-$env.log" 2>&1 &
+    MLSERVER_PIDS+=($!)
+  done
+  for env in staging production; do
+    port=${MLSERVER_PORT[$env]}
+    for _ in $(seq 900); do
+      "$PY" - "$port" <<'PY' 2>/dev/null && continue 2
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/health/ready", timeout=1)
+PY
+      sleep 0.1
+    done
+    tail -n 40 "$VAR_DIR/log/mlserver-$env.log" >&2 || true
+    die "The $env MLServer did not start; see $VAR_DIR/log/mlserver-$env.log."
+  done
 }
 
 # --- main ------------------------------------------------------------------------------------
@@ -118,12 +156,14 @@ log "Applying migrations"
 "$PY" manage.py migrate --noinput
 log "Collecting static files"
 "$PY" manage.py collectstatic --noinput -v 0
-log "Loading demo data"
-"$PY" manage.py seed_demo
-
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+log "Starting MLServer for staging (:${MLSERVER_PORT[staging]}) and production (:${MLSERVER_PORT[production]})"
+start_mlservers
+log "Loading demo data (the demo's approved versions are deployed on those MLServers)"
+"$PY" manage.py seed_demo
 
 stop_stale_worker
 log "Starting the Celery worker (log: $VAR_DIR/log/worker.log)"
@@ -145,6 +185,7 @@ cat <<EOF
     API docs   http://$shown_host:$PORT/api/docs/
     Admin      http://$shown_host:$PORT/admin/
     Worker log $VAR_DIR/log/worker.log
+    MLServer   staging http://127.0.0.1:${MLSERVER_PORT[staging]}/v2/  production http://127.0.0.1:${MLSERVER_PORT[production]}/v2/
 
   Demo logins (password: $DEMO_PASSWORD, as set when the demo data was first loaded)
     admin     site administrator

@@ -187,7 +187,8 @@ def move(version, *stages, actor):
     """Walk a version through stages with the given actor (who must hold the needed roles).
 
     Steps that belong to the approval workflow (into and out of review) are taken the way that
-    workflow takes them, without a request: a factory for the state, not a test of approvals.
+    workflow takes them, without a request: a factory for the state, not a test of approvals. The
+    steps into and out of "deployed" likewise, without a deployment (the serving suite deploys for real).
     """
     from django.db import transaction
 
@@ -199,6 +200,9 @@ def move(version, *stages, actor):
             if step is not None and step.by_review:
                 with transaction.atomic():
                     version = registry.version_transition_by_review(actor=actor, version=version, to=stage)
+            elif step is not None and step.by_serving:  # the stage alone; no deployment behind it
+                with transaction.atomic():
+                    version = registry.version_transition_by_serving(actor=actor, version=version, to=stage)
             else:
                 version = registry.version_transition(actor=actor, version=version, to=stage)
     return version
@@ -347,6 +351,27 @@ def celery_worker(*, queues: str = "default", media_root=None, **env_overrides):
         stop_process_group(proc)
 
 
+@contextlib.contextmanager
+def celery_beat(tmp_path, **env):
+    """Celery beat, as deployed: its own process, which outlives the workers; ``env`` overrides the
+    environment (``TASK_LEASE_*`` to make the lease sweep quick). Its log goes to ``tmp_path/beat.log``."""
+    import sys
+    from pathlib import Path
+
+    log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "governance", "beat", "-s", str(tmp_path / "beat-schedule"),
+         "--loglevel", "INFO"],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **{k: str(v) for k, v in env.items()}},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        stop_process_group(proc)
+        log.close()
+
+
 def stop_process_group(proc: subprocess.Popen, timeout: float = 20) -> None:
     """SIGTERM to a process started with ``start_new_session``, and its children; SIGKILL after ``timeout``."""
     os.killpg(proc.pid, signal.SIGTERM)
@@ -366,6 +391,9 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+from tests.serving_support import mlservers, serving_settings  # noqa: E402, F401 (fixtures of the serving suites)
 
 
 @pytest.fixture(autouse=True)
@@ -388,3 +416,4 @@ def _default_policies_after_a_flush(request):
 
     import_module("governance.approvals.migrations.0002_default_policies").create(apps, None)
     import_module("governance.compliance.migrations.0002_frameworks").create(apps, None)
+    import_module("governance.serving.migrations.0002_default_environments").create(apps, None)

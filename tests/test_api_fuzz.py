@@ -39,7 +39,8 @@ EVERY_PHASE = "examples,coverage,fuzzing,stateful"
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
 
-def test_every_role_fuzzes_the_api_without_a_5xx_or_an_answer_off_schema(live_server):
+def test_every_role_fuzzes_the_api_without_a_5xx_or_an_answer_off_schema(live_server, serving_settings):
+    # the demo deploys its approved versions on the two real MLServers of the serving suites
     call_command("seed_demo", stdout=io.StringIO(), stderr=io.StringIO())
     users = get_user_model().objects.in_bulk(list(ROLES), field_name="username")
     tokens = {}

@@ -4,7 +4,8 @@ A role the table allows gets 200 and one ``version.transition`` event; a team ro
 allow gets 403 and the stage stays; the outsider gets 404. A step the table does not list is a
 409 ``transition_not_allowed`` whoever asks, and the stage stays. A step that belongs to the
 approval workflow (into and out of review) is a 409 ``approval_workflow_required`` by hand,
-whoever asks, site administrators included.
+whoever asks, site administrators included; one that follows serving (into and out of "deployed")
+is a 409 ``deploy_through_serving``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,15 @@ LEGAL = [
     )
     for source, steps in TRANSITIONS.items()
     for target, step in steps.items()
-    if not step.by_review
+    if not (step.by_review or step.by_serving)
     for role in ROLES
+]
+
+SERVING_STEPS = [
+    pytest.param(source, target, id=f"{source}->{target}")
+    for source, steps in TRANSITIONS.items()
+    for target, step in steps.items()
+    if step.by_serving
 ]
 
 REVIEW_STEPS = [
@@ -147,6 +155,20 @@ def test_review_steps_are_never_taken_by_hand(api, users, at_stage, source, targ
     assert version.stage == source
 
 
+@pytest.mark.parametrize(("source", "target"), SERVING_STEPS)
+def test_deployed_is_never_taken_by_hand(api, users, at_stage, source, target):
+    """Nobody moves a version to or from "deployed" by hand: it follows what is live (issue 13)."""
+    version = at_stage(source)
+    clients = [api.as_user(getattr(users, role)) for role in ("operator", "approver", "admin", "superuser")]
+    before = governed_state()
+    for client in clients:
+        body = assert_error(_transition(client, version, target), 409, "deploy_through_serving")
+        assert "/api/v1/deployment-actions/" in body["detail"]
+    assert governed_state() == before
+    version.refresh_from_db()
+    assert version.stage == source
+
+
 @pytest.mark.parametrize(("source", "target"), ILLEGAL)
 def test_steps_the_lifecycle_lacks_are_conflicts(api, users, at_stage, source, target):
     version = at_stage(source)
@@ -214,10 +236,7 @@ def test_the_full_happy_path_through_the_api(api, users, version):
         (users.approver, Stage.APPROVED),
     ]
     move(version, *[stage for _, stage in steps], actor=users.admin)  # the approvals suite walks these for real
-    steps = [
-        (users.operator, Stage.DEPLOYED),
-        (users.operator, Stage.DEPRECATED),
-        (users.operator, Stage.DEPLOYED),
+    steps = [  # going live and off again is the serving suite's (tests/test_serving_e2e.py)
         (users.operator, Stage.DEPRECATED),
         (users.operator, Stage.RETIRED),
     ]

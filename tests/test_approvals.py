@@ -137,7 +137,7 @@ def test_every_risk_tier_has_a_valid_default_policy(db):
         ),  # fmt: skip
         pytest.param(
             {"environments": {"moon": {"min_approvals": 1}}},
-            "invalid_rules",
+            "unknown_environment",  # no environment of that name exists (issue 13: checked against serving)
             "rules.environments.moon",
             id="unknown-environment",
         ),  # fmt: skip
@@ -440,7 +440,9 @@ def test_gates_fail_on_bad_evidence_and_say_why(users, model, make_version, use_
 
 def test_the_gate_endpoint_refuses_bad_input_and_hides_other_teams(api, users, version):
     client = api.as_user(users.viewer)
-    assert_error(client.get(f"/api/v1/versions/{version.pk}/gate/?environment=moon"), 400, "unknown_environment")
+    # a well-formed name of no environment is not found; a malformed one is bad input
+    assert_error(client.get(f"/api/v1/versions/{version.pk}/gate/?environment=moon"), 404, "unknown_environment")
+    assert_error(client.get(f"/api/v1/versions/{version.pk}/gate/?environment=Moon!"), 400, "invalid_environment")
     assert_error(client.get(f"/api/v1/versions/{version.pk}/gate/"), 400, "environment_required")
     assert_error(api.as_user(users.outsider).get(f"/api/v1/versions/{version.pk}/gate/?environment=staging"), 404)
     assert_error(client.get("/api/v1/versions/999999/gate/?environment=staging"), 404)

@@ -57,6 +57,8 @@ README = {
     Capability.TEAM_MANAGE: {Role.ADMIN},
     # "auditor (reads and verifies the audit log)"
     Capability.AUDIT_VERIFY: {Role.AUDITOR, Role.ADMIN},
+    # "operator (deploys, rolls back, retires)", and the team's admin
+    Capability.DEPLOY: {Role.OPERATOR, Role.ADMIN},
 }
 
 
@@ -70,8 +72,11 @@ def test_every_capability_holds_the_roles_the_readme_gives_it():
     ).split(" of the owning")[0]
     assert {r for r in Role.values if f" {r}" in said.replace(",", " ")} == roles_for(Capability.CHECKLIST_TICK)
     # every step the transition table lets a person take by hand is open to the team's admins
-    manual = [step for steps in TRANSITIONS.values() for step in steps.values() if not step.by_review]
+    manual = [s for steps in TRANSITIONS.values() for s in steps.values() if not (s.by_review or s.by_serving)]
     assert manual and all(Role.ADMIN in step.roles for step in manual)
+    # the steps into and out of "deployed" are nobody's by hand: they follow the serving record
+    serving = [s for steps in TRANSITIONS.values() for s in steps.values() if s.by_serving]
+    assert serving and all(not step.roles for step in serving)
 
 
 # --- through the API: refused outside the set (nothing changes), allowed inside it ------------------
@@ -234,7 +239,8 @@ def test_no_module_outside_the_capability_table_writes_roles_down():
         table.extend(allowed)
         sets = _role_sets(tree, names_are_roles=rel not in USERNAMES_LIKE_ROLES)
         found.extend(f"{rel}:{at[0]}: {what}" for at, what in sets if at not in allowed)
-    assert len(table) >= 8, "the scan found too few transition steps: is it still reading the table?"
+    # 7 role arguments since going live and off became the serving app's (issue 13)
+    assert len(table) >= 7, "the scan found too few transition steps: is it still reading the table?"
     assert found == [], "name a Capability and read its roles with roles_for(), do not write roles down"
 
 

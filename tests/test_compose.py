@@ -105,3 +105,23 @@ def test_migrations_run_as_the_owner_and_the_app_as_a_role_that_owns_nothing(com
             assert not {"DATABASE_OWNER_URL", "MIGRATION_DATABASE_URL"} & set(env), name
             assert "CHARTER_OWNER_PASSWORD" not in str(services[name]), name
             assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_each_default_environment_has_its_mlserver_where_the_worker_looks(compose):
+    """The worker reaches environment E's MLServer at CHARTER_MLSERVER_E_HOST on the settings' port, and
+    writes its model repository where that server reads it (the shared var volume)."""
+    from django.conf import settings
+
+    services = compose["services"]
+    env = services["worker"]["environment"]
+    for name in ("staging", "production"):
+        service = services[f"mlserver-{name}"]
+        argv = _argv(service)
+        importlib.import_module(argv[argv.index("-m") + 1])  # the module the container runs exists
+        flag = dict(zip(argv[::1], argv[1::1], strict=False))
+        assert flag["--name"] == name
+        assert int(flag["--http-port"]) == settings.SERVING_LOCAL_PORTS[name]
+        assert int(flag["--metrics-port"]) == settings.SERVING_LOCAL_PORTS[name] + 200
+        assert flag["--dir"] == f"{env['CHARTER_VAR_DIR']}/serving/{name}"  # settings.SERVING_DIR/<name> there
+        assert env[f"CHARTER_MLSERVER_{name.upper()}_HOST"] == f"mlserver-{name}"
+        assert "charter-var:/app/var" in service["volumes"] and "charter-var:/app/var" in services["worker"]["volumes"]

@@ -40,7 +40,9 @@ def _worker_idle(settings) -> bool:
     return bool(inspect.ping()) and not any(busy)
 
 
-def test_after_the_demo_and_its_evaluations_every_deployed_version_passes_its_gate(api, settings, tmp_path):
+def test_after_the_demo_and_its_evaluations_every_deployed_version_passes_its_gate(
+    api, settings, tmp_path, serving_settings
+):
     settings.VAR_DIR = tmp_path  # the demo writes its credit table there
     media_root = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"]).parent
     with celery_worker(queues="default,evaluations", media_root=media_root):  # starts while the demo trains
@@ -67,6 +69,27 @@ def test_after_the_demo_and_its_evaluations_every_deployed_version_passes_its_ga
             body = r.json()
             not_passed = [(g["label"], g["detail"]) for g in body["gates"] + body["quorum"] if g["status"] != "passed"]
             assert body["verdict"] == "pass", (str(version), environment, not_passed)
+
+    # what is live is what the serving record says, each live version's gate passes where it is live, and
+    # the staging deployment answers a real prediction on its MLServer
+    import requests
+
+    from governance.serving.models import Deployment
+    from governance.serving.services import release_of
+
+    live = list(Deployment.objects.filter(until__isnull=True).select_related("version__model__team", "environment"))
+    assert sorted((str(d.version), d.environment.name) for d in live) == [
+        ("churn-predictor v1", "production"), ("credit-scoring v2", "production"), ("credit-scoring v2", "staging"),
+    ]  # fmt: skip
+    for deployment in live:
+        body = viewer.get(f"/api/v1/versions/{deployment.version_id}/gate/",
+                          {"environment": deployment.environment.name}).json()  # fmt: skip
+        assert body["verdict"] == "pass", (str(deployment), body["summary"])
+    credit = next(d for d in live if d.environment.name == "staging")
+    port = serving_settings.SERVING_LOCAL_PORTS["staging"]
+    answer = requests.post(f"http://127.0.0.1:{port}/v2/models/{release_of(credit.version).name}/infer",
+                           json=credit.version.probe.payload, timeout=10)  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"][0] in (0, 1), answer.text[:300]
 
     # the candidate in review asks someone to act, and its evidence joined the freeze without alarming anyone
     in_review = ApprovalRequest.objects.get(version__model__name="credit-scoring", status=RequestStatus.OPEN)

@@ -16,8 +16,6 @@ import contextlib
 import io
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from django.core.files.storage import storages
 from governance.audit import services as audit
 from governance.audit.models import AuditEvent
 from governance.evaluations.models import EvaluationRun, RunStatus
-from tests.conftest import celery_worker, make_artifact, stop_process_group, wait_for
+from tests.conftest import celery_beat, celery_worker, make_artifact, wait_for
 from tests.slow_models import SlowClassifier
 from tests.test_evaluations_api import credit_frame, csv_upload
 
@@ -60,21 +58,8 @@ def _log(proc, tail: int = 4000) -> str:
     return text[-tail:] if tail else text
 
 
-@contextlib.contextmanager
 def _beat(tmp_path, **env):
-    """Celery beat, as deployed: its own process, which outlives the workers."""
-    log = open(tmp_path / "beat.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "governance", "beat", "-s", str(tmp_path / "beat-schedule"),
-         "--loglevel", "INFO"],
-        cwd=ROOT, env={**os.environ, **{k: str(v) for k, v in {**LEASE, **env}.items()}}, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        stop_process_group(proc)
-        log.close()
+    return celery_beat(tmp_path, **{**LEASE, **env})
 
 
 def _crash(proc) -> float:

@@ -229,7 +229,8 @@ def test_the_bundle_holds_every_file_of_the_evidence_and_the_manifest_hashes_eac
     assert metadata["version"]["training_data_ref"] == "dvc://credit@v3#train.csv"
     assert json.loads(files["training_profile.json"])["profile"] == version.training_profile != {}
     deployments = json.loads(files["deployments.json"])
-    assert deployments["deployments"] == [] and "no serving records" in deployments["note"]
+    assert deployments["deployments"] == [] and deployments["actions"] == []  # never deployed
+    assert "live" in deployments["note"]
 
 
 def test_every_evaluation_is_its_stored_result_and_its_charts_are_png_images(evidence):

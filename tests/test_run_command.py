@@ -85,9 +85,12 @@ def served(tmp_path_factory, base_venv):
     env["PATH"] = os.pathsep.join(
         p for p in env.get("PATH", "").split(os.pathsep) if p and not Path(p).resolve().is_relative_to(ROOT)
     )
+    from tests.serving_support import free_base_port
+
     env.update(
         CHARTER_VAR_DIR=str(var), CHARTER_VENV=str(base_venv), PORT=str(port), HOST="127.0.0.1",
-        DEMO_PASSWORD=DEMO_PASSWORD,
+        DEMO_PASSWORD=DEMO_PASSWORD, CHARTER_MLSERVER_STAGING_PORT=str(free_base_port()),
+        CHARTER_MLSERVER_PRODUCTION_PORT=str(free_base_port()),
     )  # fmt: skip
     log = open(var / "run.log", "wb")
     # One build at a time: a second session waits for the first to come up, then finds it synced.
@@ -190,6 +193,18 @@ def test_run_command_serves_demo_data_to_a_reviewer(served):
     audit = reviewer.get(f"{base}/audit/")
     assert audit.status_code == 200 and "version.create" in audit.text
 
+    # the demo's approved version is live in staging on the run command's own MLServer, whose port it
+    # printed, and answers a real prediction there through the Open Inference Protocol
+    printed = re.search(r"MLServer\s+staging http://127\.0\.0\.1:(\d+)/v2/", (var / "run.log").read_text())
+    assert printed, (var / "run.log").read_text()[-3000:]
+    live = reviewer.get(f"{base}/api/v1/deployments/", params={"current": "true"}).json()["results"]
+    staged = next(d for d in live if d["environment_name"] == "staging")
+    assert (staged["model_name"], staged["version"]) == ("credit-scoring", deployed["id"])
+    probe = reviewer.get(f"{base}/api/v1/versions/{deployed['id']}/probe/").json()["payload"]
+    name = f"credit-risk-credit-scoring-v{deployed['number']}"
+    answer = requests.post(f"http://127.0.0.1:{printed.group(1)}/v2/models/{name}/infer", json=probe, timeout=10)
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"][0] in (0, 1), answer.text[:300]
+
 
 def _demo_evaluations_finished(session: requests.Session, base: str, timeout: float = 240) -> list[dict]:
     """The demo's evaluations, once the real worker has run every queued one."""
@@ -273,5 +288,13 @@ def test_a_newcomer_sees_a_demo_that_tells_the_truth_in_headless_chromium(served
         page.goto(f"{base}/audit/?action=review.*")
         assert "review.request" in page.inner_text("body")
         page.screenshot(path=str(SCREENSHOTS / "audit.png"), full_page=True)
+
+        page.goto(f"{base}/serving/")
+        body = page.inner_text("body")
+        assert "staging" in body and "production" in body and "credit-scoring" in body and "churn-predictor" in body
+        page.screenshot(path=str(SCREENSHOTS / "serving.png"), full_page=True)
+        page.goto(f"{base}/serving/timeline/")
+        assert_charts_drew(page, at_least=2)
+        page.screenshot(path=str(SCREENSHOTS / "timeline.png"), full_page=True)
         browser.close()
     assert (SCREENSHOTS / "version.png").stat().st_size > 10_000

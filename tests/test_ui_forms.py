@@ -214,16 +214,19 @@ def test_transition_with_a_permitted_role(login, users, version):
     url = reverse("version-lifecycle", args=[version.pk])
     operator = login(users.operator)
     page = operator.get(reverse("version-detail", args=[version.pk])).content.decode()
-    assert 'value="deployed"' in page and 'value="in_review"' not in page  # review steps belong to approvals
-    response = operator.post(url, {"to": "deployed", "reason": "Rolled out to the EU cluster"})
+    # review steps belong to approvals, going live to serving (the Serving card's buttons)
+    assert 'value="deprecated"' in page and 'value="in_review"' not in page and 'value="deployed"' not in page
+    response = operator.post(url, {"to": "deployed"})  # by hand: refused, it follows what is live
+    assert response.status_code == 409 and "only through serving" in response.content.decode()
+    response = operator.post(url, {"to": "deprecated", "reason": "Superseded before it went live"})
     assert response.status_code == 302
     version.refresh_from_db()
-    assert version.stage == "deployed"
+    assert version.stage == "deprecated"
     event = AuditEvent.objects.filter(action="version.transition", object_id=str(version.pk)).latest("seq")
     assert (
         event.source == "ui"
         and event.actor == users.operator
-        and json.loads(event.changes)["reason"] == "Rolled out to the EU cluster"
+        and json.loads(event.changes)["reason"] == "Superseded before it went live"
     )
 
 

@@ -36,6 +36,8 @@ class Capability(StrEnum):
     POLICY_MANAGE = "policy.manage"
     # evaluations
     EVALUATION_REQUEST = "evaluation.request"
+    # serving: deploy, canary, promote, roll back, retire, and a version's probe request
+    DEPLOY = "serving.deploy"
     # accounts and audit
     TEAM_MANAGE = "team.manage"
     AUDIT_VERIFY = "audit.verify"
@@ -67,6 +69,8 @@ _ROLES: dict[Capability, frozenset[str]] = {
     Capability.POLICY_MANAGE: frozenset({Role.ADMIN}),
     # requesting an evaluation and cancelling one
     Capability.EVALUATION_REQUEST: frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN}),
+    # what is live: operators (and admins) act; authors may not serve their own work
+    Capability.DEPLOY: frozenset({Role.OPERATOR, Role.ADMIN}),
     # a team's name, members and webhooks
     Capability.TEAM_MANAGE: frozenset({Role.ADMIN}),
     Capability.AUDIT_VERIFY: frozenset({Role.AUDITOR, Role.ADMIN}),

@@ -19,6 +19,7 @@ class Scope(models.TextChoices):
     WRITE = "write", "Register and edit models, versions and cards"
     TRANSITION = "transition", "Move versions through the lifecycle"
     ADMIN = "admin", "Manage teams, memberships and tokens"
+    DEPLOY = "deploy", "Deploy, canary, promote, roll back and retire versions"
 
 
 class Team(models.Model):

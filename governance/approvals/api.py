@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.urls import path
 from django_filters import rest_framework as filters
 from django_filters.utils import translate_validation
@@ -35,6 +37,7 @@ from governance.core.errors import DomainError, NotFound, ValidationFailed
 from governance.core.pagination import NewestFirstCursorPagination, PagePagination
 from governance.registry import selectors as registry_selectors
 from governance.registry.models import RiskTier
+from governance.serving.selectors import environment_names
 
 # --- policies ---------------------------------------------------------------------------------
 
@@ -503,16 +506,15 @@ def _visible_version(request, pk: int):
 
 
 def environment_param(value: str | None) -> str:
+    known = environment_names()
     if not value:
-        raise ValidationFailed(
-            f"Name the environment: ?environment=<{'|'.join(R.ENVIRONMENTS)}>.", code="environment_required"
-        )
-    if value not in R.ENVIRONMENTS:
-        raise ValidationFailed(
-            f"Unknown environment '{value[:40]}'. Environments are: {', '.join(R.ENVIRONMENTS)}.",
-            code="unknown_environment",
-        )
-    return value
+        raise ValidationFailed(f"Name the environment: ?environment=<{'|'.join(known)}>.", code="environment_required")
+    if value in known:
+        return value
+    message = f"Unknown environment '{value[:40]}'. Environments are: {', '.join(known)}."
+    if not re.fullmatch(R.ENVIRONMENT_NAME, value):
+        raise ValidationFailed(message, code="invalid_environment")
+    raise NotFound(message, code="unknown_environment")  # a well-formed name of no environment
 
 
 class GateView(APIView):
@@ -520,7 +522,15 @@ class GateView(APIView):
         summary="Deployment gate: may this version be served in the environment?",
         description="Always HTTP 200 with the verdict in the body (`pass`, `fail` or `pending`) and one line per "
         "gate and quorum rule saying why, so CI can block until it passes.",
-        parameters=[OpenApiParameter("environment", str, required=True, enum=list(R.ENVIRONMENTS))],
+        parameters=[
+            OpenApiParameter(
+                "environment",
+                str,
+                required=True,
+                pattern=R.ENVIRONMENT_NAME,
+                description="An environment's name (GET /api/v1/environments/), e.g. staging.",
+            )
+        ],  # fmt: skip
         responses={200: GateOut, **errors(400, 404)},
     )
     def get(self, request, pk: int):

@@ -309,11 +309,14 @@ def deployed_baseline(version: ModelVersion) -> ModelVersion | None:
 VERDICT_LABELS = {"pass": "Pass", "fail": "Fail", "pending": "Pending"}
 
 
-def gate_panel(*, user, version: ModelVersion, environments=R.ENVIRONMENTS) -> list[dict[str, Any]]:
+def gate_panel(*, user, version: ModelVersion, environments=None) -> list[dict[str, Any]]:
     """One verdict per environment with its lines; checklist lines carry their item key for the
     tick buttons. A model whose risk tier has no policy gets a panel that says so."""
     from governance.core.errors import DomainError
+    from governance.serving.selectors import environment_names
 
+    if environments is None:
+        environments = environment_names()
     try:
         loaded = selectors.gate_inputs_for(version=version, environments=environments)
     except DomainError:  # no policy for the tier: say so per environment (one may still have a review)

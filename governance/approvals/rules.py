@@ -29,8 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from governance.core.errors import ValidationFailed
 
+# The environments the default policies name (the serving app creates them); a policy may name any
+# environment that exists when it is stored (``services.policies`` checks against the serving app).
 ENVIRONMENTS = ("staging", "production")
-Environment = Literal["staging", "production"]
+ENVIRONMENT_NAME = r"^[a-z0-9]([a-z0-9-]{0,58}[a-z0-9])?$"
+Environment = Annotated[str, Field(pattern=ENVIRONMENT_NAME)]
 # Only the roles of Capability.APPROVAL_DECIDE give approvals that count; the version's author and
 # the requester never do.
 DecisionRole = Literal["reviewer", "approver"]

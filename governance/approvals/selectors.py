@@ -31,7 +31,7 @@ from governance.core.errors import Conflict, DomainError, NotPermitted
 from governance.evaluations.models import ACTIVE as EVALUATION_ACTIVE
 from governance.evaluations.models import EvaluationRun
 from governance.evaluations.models import RunStatus as EvaluationStatus
-from governance.registry.models import ModelVersion, RegisteredModel, Stage
+from governance.registry.models import ModelVersion, RegisteredModel
 
 # --- who may decide ---------------------------------------------------------------------------
 
@@ -452,10 +452,17 @@ def gate_inputs_for(*, version: ModelVersion, environments, now=None) -> dict[st
     requests = list(version.approval_requests.select_related("policy_revision__policy", "requested_by").order_by("-id"))
     ticks = {t.item: t for t in ChecklistTick.objects.filter(version=version).select_related("ticked_by")}
     _, digest = evidence.current(version)
+    # earlier versions that were live in an environment and are not any more (the serving app's record)
+    from governance.serving.models import Deployment, DeploymentState
+
+    served_in: dict[str, set[int]] = {}
+    for version_id, environment in Deployment.objects.filter(
+        model_id=version.model_id, version__number__lt=version.number, state=DeploymentState.LIVE,
+        until__isnull=False,
+    ).values_list("version_id", "environment__name"):  # fmt: skip
+        served_in.setdefault(environment, set()).add(version_id)
     served = list(
-        ModelVersion.objects.filter(
-            model_id=version.model_id, stage__in=[Stage.DEPLOYED, Stage.DEPRECATED], number__lt=version.number
-        ).order_by("-number")
+        ModelVersion.objects.filter(pk__in=set().union(*served_in.values())).order_by("-number") if served_in else []
     )
     served_approvals = list(ApprovalRequest.objects.filter(version__in=served, status=RequestStatus.APPROVED))
     runs = list(
@@ -492,7 +499,7 @@ def gate_inputs_for(*, version: ModelVersion, environments, now=None) -> dict[st
             ticks=ticks,
             card_exists=card_exists,
             evidence_digest=digest,
-            rollback_candidates=[v for v in served if v.pk in approved],
+            rollback_candidates=[v for v in served if v.pk in approved and v.pk in served_in.get(environment, ())],
             runs=runs,
             now=now or timezone.now(),
             urls={"card": version.get_absolute_url() + "#card", "checklist": version.get_absolute_url() + "#gate"},

@@ -80,6 +80,19 @@ class AuditAction(StrEnum):
     # compliance
     COMPLIANCE_ITEM_CREATE = "compliance.item.create", "added a regulatory mapping item"
     COMPLIANCE_ITEM_REVISE = "compliance.item.revise", "revised a regulatory mapping item"
+    # serving
+    SERVING_BACKEND_CREATE = "serving.backend.create", "registered a serving backend"
+    SERVING_ENVIRONMENT_CREATE = "serving.environment.create", "created a serving environment"
+    SERVING_PROBE_SET = "serving.probe.set", "set the probe request of"
+    SERVING_ACTION = "serving.action", "asked to change what is live:"
+    SERVING_ACTION_REFUSED = "serving.action.refused", "was refused a change of what is live:"
+    SERVING_ACTION_SUCCEEDED = "serving.action.succeeded", "changed what is live:"
+    SERVING_ACTION_FAILED = "serving.action.failed", "failed to change what is live:"
+    SERVING_ACTION_ROLLED_BACK = "serving.action.rolled_back", "rolled back by itself, after a failed check:"
+    SERVING_ACTION_REQUEUE = "serving.action.requeue", "queued again after its worker was lost:"
+    SERVING_DRIFT = "serving.drift", "found the backend serving something else than recorded for"
+    SERVING_ACTION_RESTORE = "serving.action.restore", "put the backend back as recorded, after a lost worker:"
+    SERVING_DRIFT_RESOLVED = "serving.drift.resolved", "found the backend serving again what is recorded for"
     # notifications
     WEBHOOK_CREATE = "webhook.create", "created a webhook"
     WEBHOOK_UPDATE = "webhook.update", "edited a webhook"
@@ -112,6 +125,7 @@ DOMAINS = {
     "policy": "Approval policies",
     "evaluation": "Evaluations",
     "compliance": "Regulatory mappings",
+    "serving": "Serving",
     "webhook": "Webhooks",
     "team": "Teams",
     "membership": "Memberships",

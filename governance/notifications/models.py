@@ -18,6 +18,7 @@ class EventKind(models.TextChoices):
     REVIEW_STALE = "review.stale", "Review stale"
     APPROVAL_EXPIRING = "approval.expiring", "Approval expiring"
     ARTIFACT_INTEGRITY_FAILED = "artifact.integrity_failed", "Artifact integrity check failed"
+    SERVING_DRIFT = "serving.drift", "A serving backend differs from the record"
 
 
 # A test delivery from "send test": every webhook receives it, whatever it subscribed to.

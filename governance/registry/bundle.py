@@ -12,7 +12,7 @@ What it holds (``CONTENTS`` says it in the bundle's own README.txt):
 - every evaluation run's stored record (aggregates only) and its charts as PNG images;
 - the review requests with the policy revision each was judged under, their frozen evidence, the
   decisions with their comments and what each was bound to, the checklist ticks, and the gate now;
-- the deployment history (an explicit note while Charter has no serving records);
+- the deployment history: where and when the version was live, and every deployment action about it;
 - the version's audit events in the canonical form their hashes are computed over, and the signed
   checkpoint of the chain head at the bundle's own audit event;
 - ``verify.py`` (``bundle_verify.py``): a standard-library script that checks all of the above.
@@ -43,7 +43,6 @@ from django.db import transaction
 from django.http import FileResponse
 from django.utils.text import slugify
 
-from governance.approvals import rules as approval_rules
 from governance.approvals import selectors as approvals
 from governance.audit import chain, checkpoints, signing
 from governance.audit import selectors as audit_selectors
@@ -68,11 +67,12 @@ HF_LIBRARIES = {"sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgb
 MODEL_INDEX_KINDS = ("performance", "fairness", "robustness")
 HF_TASKS = {"classification": ("tabular-classification", "Tabular classification"),
             "regression": ("tabular-regression", "Tabular regression")}  # fmt: skip
-NO_SERVING_RECORDS = (
-    "Charter keeps no serving records yet: deployments (which environment, what traffic share, when) are not "
-    "recorded by this version of Charter, so this bundle cannot list where the version ran. What Charter did "
-    "record is the version's lifecycle stage and every lifecycle step (version.transition events in "
-    "audit/events.json, deployed and deprecated included)."
+SERVING_RECORDS = (
+    "Every span of time this version was live (or a canary) in an environment, with its traffic share, the action "
+    "that put it there and the one that ended it, and every deployment action about it (deploy, canary, promote, "
+    "rollback, retire), with the gate verdict the worker saw when it acted, the sha256 of the bytes it handed to the "
+    "backend, and its outcome. Each action's request and outcome are also serving.action* events, whose hashes the "
+    "audit chain covers."
 )
 GATE_AT_DECISION = (
     "Each decision's gate_at_decision is the gate per requested environment as the person saw it when deciding "
@@ -152,8 +152,7 @@ def version_bundle(*, user, version: ModelVersion) -> Built:
     _card_files(files, version=version, card=card, cards=cards, runs=runs, generated_at=generated_at, charts=charts)
     _registered(files, version)
     _approvals(files, version=version, requests=requests, decisions=decisions)
-    files.add_json("deployments.json", {"version": version.pk, "stage": version.stage, "deployments": [],
-                                         "note": NO_SERVING_RECORDS})  # fmt: skip
+    files.add_json("deployments.json", _deployments(version))
     events = _events(user=user, version=version, upto=appended.seq)
     files.add_json("audit/events.json", {
         "line": "prev_hash|seq|created_at|actor_id|actor_label|source|request_id|action|object_type|object_id|"
@@ -608,7 +607,9 @@ def _approvals(files: _Files, *, version, requests: list, decisions: dict[int, l
          "through_token": t.token_name or None}
         for t in ticks
     ], "note": "Current ticks; every tick and untick is an audit event (checklist.tick, checklist.untick)."})  # fmt: skip
-    verdicts = approvals.gate_checks(version=version, environments=approval_rules.ENVIRONMENTS)
+    from governance.serving.selectors import environment_names
+
+    verdicts = approvals.gate_checks(version=version, environments=environment_names())
     files.add_json("approvals/gate_now.json", {environment: v.as_dict() for environment, v in verdicts.items()})
 
 
@@ -653,8 +654,35 @@ Contents
                                 charts that could not be drawn are listed in manifest.json with the reason
   approvals/                    review requests with their policy revision, frozen evidence and decisions;
                                 checklist ticks; the deployment gate when the bundle was made
-  deployments.json              the deployment history (Charter keeps no serving records yet: see the note)
+  deployments.json              where and when the version was live, and every deployment action about it
   audit/events.json             the version's audit events in the canonical form their hashes cover
   audit/checkpoint.json         the signed checkpoint of the audit chain at this bundle's own event
   verify.py                     the checker
 """
+
+
+def _deployments(version: ModelVersion) -> dict[str, Any]:
+    from governance.serving.models import Deployment, DeploymentAction
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    spans = Deployment.objects.filter(version=version).select_related("environment").order_by("since", "id")
+    actions = DeploymentAction.objects.filter(version=version).select_related("environment", "requested_by")
+    return {
+        "version": version.pk, "stage": version.stage, "note": SERVING_RECORDS,
+        "deployments": [
+            {"id": d.pk, "environment": d.environment.name, "state": d.state, "traffic_percent": d.traffic_percent,
+             "since": iso(d.since), "until": iso(d.until), "action": d.action_id, "ended_by_action": d.ended_by_action_id,
+             "approval_request": d.approval_request_id, "policy_revision": d.policy_revision_id}
+            for d in spans
+        ],
+        "actions": [
+            {"id": a.pk, "kind": a.kind, "environment": a.environment.name, "status": a.status,
+             "requested_by": a.requested_by.get_username() if a.requested_by else None,
+             "requested_at": iso(a.requested_at), "finished_at": iso(a.finished_at), "reason": a.reason,
+             "gate": a.gate, "artifact_sha256": a.artifact_sha256, "error_code": a.error_code,
+             "error_message": a.error_message, "rolled_back_to": a.rolled_back_to_id, "steps": a.steps}
+            for a in actions.order_by("requested_at", "id")
+        ],
+    }  # fmt: skip

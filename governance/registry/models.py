@@ -18,6 +18,9 @@ class Transition:
     # Steps into and out of review belong to the approval workflow (approval requests and
     # decisions); nobody takes them by hand, whatever their role.
     by_review: bool = False
+    # Steps into and out of "deployed" follow what is live (the serving app's deployments): a version
+    # is deployed while it is live in some environment, and leaves it when it is live nowhere.
+    by_serving: bool = False
 
 
 def _t(verb: str, *roles: Role, by_review: bool = False) -> Transition:
@@ -26,6 +29,10 @@ def _t(verb: str, *roles: Role, by_review: bool = False) -> Transition:
 
 def _review(verb: str) -> Transition:
     return Transition(roles=frozenset(), verb=verb, by_review=True)
+
+
+def _serving(verb: str) -> Transition:
+    return Transition(roles=frozenset(), verb=verb, by_serving=True)
 
 
 # The lifecycle: from-stage -> to-stage -> who may take that step. Services enforce it;
@@ -44,12 +51,15 @@ TRANSITIONS: dict[str, dict[str, Transition]] = {
     },
     Stage.REJECTED: {Stage.RETIRED: _t("retire", Role.AUTHOR, Role.OPERATOR)},
     Stage.APPROVED: {
-        Stage.DEPLOYED: _t("deploy", Role.OPERATOR),
+        Stage.DEPLOYED: _serving("go live in an environment"),
         Stage.DEPRECATED: _t("deprecate", Role.OPERATOR, Role.APPROVER),
         Stage.IN_REVIEW: _review("review again (the evidence changed after approval)"),
     },
-    Stage.DEPLOYED: {Stage.DEPRECATED: _t("deprecate", Role.OPERATOR)},
-    Stage.DEPRECATED: {Stage.RETIRED: _t("retire", Role.OPERATOR), Stage.DEPLOYED: _t("redeploy", Role.OPERATOR)},
+    Stage.DEPLOYED: {
+        Stage.APPROVED: _serving("go off serving in every environment"),
+        Stage.RETIRED: _serving("retire (taken off serving)"),
+    },
+    Stage.DEPRECATED: {Stage.RETIRED: _t("retire", Role.OPERATOR)},
     Stage.RETIRED: {},
 }
 
@@ -201,8 +211,9 @@ class ModelVersion(models.Model):
         return TRANSITIONS[self.stage]
 
     def manual_transitions(self) -> dict[str, Transition]:
-        """The steps a person takes by hand (the review steps belong to approval requests)."""
-        return {to: step for to, step in TRANSITIONS[self.stage].items() if not step.by_review}
+        """The steps a person takes by hand (the review steps belong to approval requests, the steps into
+        and out of "deployed" to the serving app's actions)."""
+        return {to: step for to, step in TRANSITIONS[self.stage].items() if not (step.by_review or step.by_serving)}
 
 
 # Sections of Mitchell et al., "Model Cards for Model Reporting", as the Model Card Toolkit names them.

@@ -375,6 +375,13 @@ def version_transition(*, actor, version: ModelVersion, to: str, reason: str = "
             f"A version that is {Stage(version.stage).label.lower()} cannot move to {Stage(to).label.lower()}; "
             f"it can move to: {nexts}."
         )
+    if step.by_serving:
+        raise Conflict(
+            f"A version becomes {Stage(to).label.lower()} only through serving: it is deployed while it is live in an "
+            "environment. Deploy, roll back or retire it through the deployment API "
+            "(POST /api/v1/deployment-actions/) or the version page.",
+            code="deploy_through_serving",
+        )
     if step.by_review:
         raise Conflict(
             f"A version moves to {Stage(to).label.lower()} only through its approval request: "
@@ -391,13 +398,26 @@ def version_transition_by_review(*, actor, version: ModelVersion, to: str, reaso
     For the approvals services only: they hold the version's row lock and have checked who may
     act; this checks the lifecycle table and records the step.
     """
+    return _workflow_step(version, to, actor=actor, reason=reason, by="review")
+
+
+def version_transition_by_serving(*, actor, version: ModelVersion, to: str, reason: str = "") -> ModelVersion:
+    """The steps that follow what is live, for the serving services only: they hold the version's row
+    lock inside the transaction that changed the deployments; this checks the lifecycle table and
+    records the step (``actor``: who asked for the deployment action)."""
+    return _workflow_step(version, to, actor=actor, reason=reason, by="serving")
+
+
+def _workflow_step(version: ModelVersion, to: str, *, actor, reason: str, by: str) -> ModelVersion:
+    """A step that belongs to a workflow (``by``: "review" or "serving"), taken inside that app's
+    transaction: checked against the lifecycle table, then recorded."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("version_transition_by_review must run inside the approval service's transaction.")
+        raise RuntimeError(f"A step by {by} must run inside the {by} service's transaction.")
     step = TRANSITIONS[version.stage].get(to)
-    if step is None or not step.by_review:
+    if step is None or not getattr(step, f"by_{by}"):
         raise TransitionNotAllowed(
             f"A version that is {Stage(version.stage).label.lower()} cannot move to {Stage(to).label.lower()} "
-            "through a review."
+            f"through {'a review' if by == 'review' else 'serving'}."
         )
     return _move(version, to, actor=actor, reason=reason)
 

@@ -69,6 +69,7 @@ MODEL_COLUMNS = [
     ("risk", "Risk tier"),
     ("versions", "Versions"),
     (None, "Latest version"),
+    (None, "Live"),
     ("updated", "Updated"),
 ]
 

@@ -30,6 +30,22 @@ def _require_policy_admin(actor, team: Team | None, what: str) -> None:
         require(actor, Capability.POLICY_MANAGE, team_id=team.pk, what=what)
 
 
+def _refuse_unknown_environments(rules: R.Rules) -> None:
+    """A policy approves versions for environments that exist (the serving app's): a 400 naming each
+    one that does not."""
+    from governance.serving.selectors import environment_names
+
+    known = set(environment_names())
+    unknown = sorted(set(rules.environments) - known)
+    if unknown:
+        raise ValidationFailed(
+            f"The policy names environment(s) that do not exist: {', '.join(unknown)}. Environments now: "
+            f"{', '.join(sorted(known)) or 'none'}; a site administrator creates them (POST /api/v1/environments/).",
+            code="unknown_environment",
+            fields={f"rules.environments.{name}": f"No environment named {name}." for name in unknown},
+        )
+
+
 @retry_once
 @transaction.atomic
 def policy_create(
@@ -39,6 +55,7 @@ def policy_create(
     _require_policy_admin(actor, team, "create")
     parsed = R.parse(rules)
     R.refuse_unfed(parsed)
+    _refuse_unknown_environments(parsed)
     name = (name or "").strip()
     if not name:
         raise ValidationFailed("A policy needs a name.", code="invalid", fields={"name": "This field is required."})
@@ -100,6 +117,7 @@ def policy_update(
         current_rules = selectors.revision_rules(current)
         if dumped != R.dump(current_rules):
             R.refuse_unfed(parsed)  # a new revision, adopted or proposed; unchanged rules keep what they name
+            _refuse_unknown_environments(parsed)
             pending = policy.revisions.filter(state=RevisionState.PROPOSED).first()
             if pending is not None:
                 raise Conflict(

@@ -23,16 +23,18 @@ from governance.core.errors import Conflict, DomainError, NotPermitted, Validati
 from governance.core.retry import retry_once
 from governance.registry import services as registry
 from governance.registry.models import EDITABLE_STAGES, ModelVersion, Stage
+from governance.serving.selectors import environment_names
 
 
 def _check_environments(environments: Iterable[str], rules: R.Rules, policy: Policy) -> list[str]:
     envs = list(dict.fromkeys(environments or []))
     if not envs:
         raise ValidationFailed("Name at least one environment.", code="invalid", fields={"environments": "Required."})
-    unknown = [e for e in envs if e not in R.ENVIRONMENTS]
+    known = environment_names()
+    unknown = [e for e in envs if e not in known]
     if unknown:
         raise ValidationFailed(
-            f"Unknown environment(s): {', '.join(map(str, unknown))}. Environments are: {', '.join(R.ENVIRONMENTS)}.",
+            f"Unknown environment(s): {', '.join(map(str, unknown))}. Environments are: {', '.join(known)}.",
             code="unknown_environment",
             fields={"environments": "Unknown environment."},
         )

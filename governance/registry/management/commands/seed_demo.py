@@ -39,7 +39,9 @@ from governance.approvals.rules import DEFAULT_CHECKLIST
 from governance.core.context import audit_context
 from governance.core.errors import DomainError
 from governance.registry.services import card_save, model_create, version_create, version_transition
+from governance.serving.services import probe_set
 from workers.artifacts import inspect_artifact
+from workers.deploy import run_action
 from workers.evaluations import run_evaluation
 
 User = get_user_model()
@@ -148,6 +150,12 @@ class Trained:
     metrics: dict[str, float]
     fingerprint: str
     hyperparameters: dict = field(default_factory=dict)
+    probe_row: list[float] | None = None  # one hold-out row, for the probe request of its deployments
+
+    def probe(self) -> dict:
+        """An Open Inference Protocol request with that row (MLServer's scikit-learn runtime takes one tensor)."""
+        row = self.probe_row or []
+        return {"inputs": [{"name": "predict", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
 
     def artifact(self, name: str) -> SimpleUploadedFile:
         buffer = io.BytesIO()
@@ -189,12 +197,14 @@ def fit_and_score(estimator, X_train, X_test, y_train, y_test) -> Trained:
         "roc_auc": roc_auc_score(y_test, proba if multiclass else proba[:, 1], multi_class="ovr"),
     }
     features = list(X_train.columns)
+    probe_row = [float(v) for v in X_test.iloc[0].tolist()]
     return Trained(
         estimator=estimator,
         features=features,
         metrics={k: round(float(v), 4) for k, v in metrics.items()},
         fingerprint=preprocessing_fingerprint(features, estimator),
         hyperparameters=json_safe_params(estimator),
+        probe_row=probe_row,
     )
 
 
@@ -334,7 +344,15 @@ def _as_worker(task, *args, actor):
 class Command(BaseCommand):
     help = "Load demo teams, users, models, versions, model cards and lifecycle history. Does nothing if present."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--without-serving", action="store_true",
+            help="Do not deploy anything: the versions the demo would put live stay approved (for when the "
+            "environments' MLServers are not running).",
+        )  # fmt: skip
+
     def handle(self, *args, **options):
+        self.serving = not options.get("without_serving")
         if Team.objects.filter(name="Credit Risk").exists():
             self.stdout.write("Demo data already present.")
             return
@@ -406,6 +424,8 @@ class Command(BaseCommand):
                     decision = "request_changes" if stage == "changes_requested" else "reject"
                     open_request = version.approval_requests.get(status="open")
                     approvals.request_decide(actor=actor, request=open_request, decision=decision, comment=reason)
+                elif stage.startswith("live in "):
+                    self._deploy(actor, version, stage.removeprefix("live in "), reason)
                 else:
                     version = version_transition(actor=actor, version=version, to=stage, reason=reason)
                 version.refresh_from_db()
@@ -423,6 +443,8 @@ class Command(BaseCommand):
             # frozen before it (the worker's own run of the queued task then finds it done and stops).
             _as_worker(inspect_artifact, version.pk, actor=author)
             version.refresh_from_db()
+            if item.probe_row is not None:  # one real row: what each deployment is checked with
+                probe_set(actor=author, version=version, payload=item.probe())
             return version
 
         versions = []
@@ -453,7 +475,7 @@ class Command(BaseCommand):
             v1,
             (author, "in_review", "Baseline ready for model risk review."),
             (approver, "approved", "Card complete; AUC and group error rates within policy."),
-            (operator, "deployed", "Initial production rollout."),
+            (operator, "live in production", "Initial production rollout."),
         )
         # After v1 the credit team adopted its own policy: the tier defaults plus evidence gates fed by
         # Charter's evaluations. v2 is the first version reviewed under it.
@@ -490,7 +512,8 @@ class Command(BaseCommand):
             v2,
             (author, "in_review", "Per-group analyses added."),
             (approver, "approved", "Requested analyses present; improvement over v1 confirmed."),
-            (operator, "deployed", "Replaces v1 in production."),
+            (operator, "live in staging", "Staging check before production."),
+            (operator, "live in production", "Replaces v1 in production."),
         )
         v1 = walk(v1, (operator, "deprecated", "Superseded by v2 in production."))
         # v3's registration runs the policy's auto_evaluations (fairness and performance again, on the data
@@ -531,7 +554,7 @@ class Command(BaseCommand):
             w1,
             (author, "in_review", "Ready for review."),
             (approver, "approved", "Limited-risk use; card and metrics acceptable."),
-            (operator, "deployed", "Production rollout."),
+            (operator, "live in production", "Production rollout."),
         )
         w2 = register(
             churn, 2, h2, description="Random forest, 200 trees, balanced class weights.",
@@ -567,6 +590,27 @@ class Command(BaseCommand):
         versions.append(x1)
         self._read_closed_news()
         return versions
+
+    def _deploy(self, operator, version, environment: str, reason: str) -> None:
+        """Put the version live the way an operator does: a deployment action, executed now by the
+        worker's own task code against the environment's real MLServer (the run command started it)."""
+        from governance.serving.models import ActionStatus, Environment
+        from governance.serving.services import action_request
+
+        if not self.serving:
+            return
+        requested = action_request(
+            actor=operator, environment=Environment.objects.get(name=environment), version=version, kind="deploy",
+            reason=reason,
+        )  # fmt: skip
+        _as_worker(run_action, requested.action.pk, actor=operator)
+        action = requested.action
+        action.refresh_from_db()
+        if action.status != ActionStatus.SUCCEEDED:
+            raise CommandError(
+                f"Deploying {version} to {environment} {action.status}: {action.error_message} "
+                "(is the environment's MLServer running? scripts/run.sh starts them; or seed with --without-serving)"
+            )
 
     def _read_closed_news(self) -> None:
         """The demo's history happened: its people have read the news of the reviews that are over. What
