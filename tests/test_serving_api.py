@@ -139,7 +139,9 @@ def test_a_probe_request_is_the_authors_and_operators(api, users, model, version
         assert_error(api.as_user(getattr(users, role)).put(url, {"payload": PROBE}, format="json"), 403)
     assert_error(api.as_user(users.outsider).put(url, {"payload": PROBE}, format="json"), 404)
     for bad in ({"inputs": []}, {"inputs": [{"name": "x", "shape": [0], "datatype": "FP64", "data": []}]}, [1, 2],
-                {"inputs": [{"name": "x"}]}):  # fmt: skip
+                {"inputs": [{"name": "x"}]}, {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": {}}]},
+                {"inputs": [{"name": "", "shape": [1], "datatype": {}, "data": [None]}]},
+                {"inputs": [{"name": "x", "shape": [True], "datatype": "FP64", "data": [1]}]}):  # fmt: skip
         assert_error(api.as_user(users.author).put(url, {"payload": bad}, format="json"), 400)
     for role in ("author", "operator"):
         r = api.as_user(getattr(users, role)).put(url, {"payload": PROBE}, format="json")

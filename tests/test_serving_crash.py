@@ -54,7 +54,6 @@ KILLS = [
     (("gate", 0.12),),  # MLServer loading
     (("deploy", 0.0),),  # loaded, before the probe
     (("probe", 0.4),),  # in the observation window
-    (("probe", 1.2),),
     (("probe", WINDOW - 0.05),),  # at the end of the window: the health verdict, the unload
     (("observe", 0.0),),
     (("health", 0.0),),  # the replaced release being unloaded, the outcome being recorded

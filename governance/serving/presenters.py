@@ -226,7 +226,8 @@ def timeline_figure(deployments: Iterable[Deployment], *, at: dt.datetime, now: 
                 "line": {"color": "#dc2626", "width": 2, "dash": "dot"},
             }],
             "annotations": [{
-                "x": iso(at), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "text": "asked about",
+                "x": iso(at), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "xanchor": "right",
+                "text": "asked about ",
                 "showarrow": False, "font": {"color": "#dc2626", "size": 11},
             }],
         },

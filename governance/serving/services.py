@@ -129,6 +129,9 @@ def check_probe(payload) -> None:
             if not isinstance(item, dict) or not {"name", "shape", "datatype", "data"} <= set(item):
                 problem = "Each input has a name, a shape, a datatype and its data."
                 break
+            if not isinstance(item["name"], str) or not isinstance(item["datatype"], str):
+                problem = 'An input\'s name and datatype are strings, e.g. "predict" and "FP64".'
+                break
             shape = item["shape"]
             if not isinstance(shape, list) or not shape or not all(type(n) is int and n > 0 for n in shape):
                 problem = "An input's shape is a list of positive integers, e.g. [1, 4]."

@@ -135,7 +135,7 @@ def timeline(request):
         section["figure"] = None
         if bars:
             spec = presenters.timeline_figure(bars, at=at, now=now)
-            spec["layout"]["xaxis"]["range"] = [presenters.iso(start), presenters.iso(end)]
+            spec["layout"]["xaxis"]["range"] = [presenters.iso(t) for t in _fitted(bars, at, start, end, now)]
             section["figure"] = {"id": f"timeline-{section['environment'].name}", "spec": spec}
     context |= {
         "at": at,
@@ -147,6 +147,16 @@ def timeline(request):
         "truncated": len(around) >= TIMELINE_BARS,
     }
     return render(request, "serving/timeline.html", context)
+
+
+def _fitted(bars, at, start, end, now) -> tuple[dt.datetime, dt.datetime]:
+    """The chart's time range: the deployments shown and the instant asked about, within the window,
+    with a margin (at least ten minutes across, so that a deployment of a few seconds is still seen)."""
+    lo = max(start, min(min(d.since for d in bars), at))
+    hi = min(end, max(max(d.until or now for d in bars), at))
+    span = max(hi - lo, dt.timedelta(minutes=10))
+    pad = span * 0.05 + (span - (hi - lo)) / 2
+    return _shifted(lo, -pad), _shifted(hi, pad)
 
 
 def _shifted(instant: dt.datetime, by: dt.timedelta) -> dt.datetime:
