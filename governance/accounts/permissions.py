@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models import Q
+
 from governance.accounts.capabilities import ALL_ROLES, Capability, capability, roles_for
 from governance.accounts.models import Membership, Scope
 from governance.core import sql
@@ -49,6 +51,13 @@ def team_ids_visible_to(user) -> list[int] | None:
     if restricted_to is not None:
         ids = [i for i in ids if i == restricted_to]
     return ids
+
+
+def team_filter(user, field: str) -> Q:
+    """A ``Q`` keeping the rows whose ``field`` (a team id) the user may read; everything for those who
+    read every team."""
+    ids = team_ids_visible_to(user)
+    return Q() if ids is None else Q(**{f"{field}__in": ids})
 
 
 def roles_in(user, team_id: int) -> frozenset[str]:

@@ -7,21 +7,16 @@ from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from governance.accounts.capabilities import Capability
-from governance.accounts.permissions import can, team_ids_visible_to
+from governance.accounts.permissions import can, team_filter
 from governance.core import sql
 from governance.registry.models import CARD_SECTIONS, ModelCard, ModelVersion, RegisteredModel, Stage
 
 
-def _team_filter(user, field: str) -> Q:
-    ids = team_ids_visible_to(user)
-    return Q() if ids is None else Q(**{f"{field}__in": ids})
-
-
 def model_list(*, user) -> QuerySet[RegisteredModel]:
-    return RegisteredModel.objects.filter(_team_filter(user, "team_id")).select_related("team")
+    return RegisteredModel.objects.filter(team_filter(user, "team_id")).select_related("team")
 
 
 def model_visible(*, user, pk: int) -> RegisteredModel | None:
@@ -79,14 +74,14 @@ def _row_fields() -> tuple:
 
 
 def version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
-    qs = ModelVersion.objects.filter(_team_filter(user, "model__team_id")).select_related("model", "model__team")
+    qs = ModelVersion.objects.filter(team_filter(user, "model__team_id")).select_related("model", "model__team")
     if model is not None:
         qs = qs.filter(model=model)
     return qs
 
 
 def card_list(*, user, version: ModelVersion) -> QuerySet[ModelCard]:
-    return ModelCard.objects.filter(_team_filter(user, "version__model__team_id"), version=version).select_related(
+    return ModelCard.objects.filter(team_filter(user, "version__model__team_id"), version=version).select_related(
         "created_by"
     )
 
@@ -100,7 +95,7 @@ def card_to_start_from(*, user, version: ModelVersion) -> ModelCard | None:
     version's card editor starts from. ``None`` when no earlier version the user may see has a card."""
     return (
         ModelCard.objects.filter(
-            _team_filter(user, "version__model__team_id"),
+            team_filter(user, "version__model__team_id"),
             version__model_id=version.model_id,
             version__number__lt=version.number,
         )
@@ -112,7 +107,7 @@ def card_to_start_from(*, user, version: ModelVersion) -> ModelCard | None:
 
 def stage_counts(*, user) -> dict[str, int]:
     rows = (
-        ModelVersion.objects.filter(_team_filter(user, "model__team_id"))
+        ModelVersion.objects.filter(team_filter(user, "model__team_id"))
         .values("stage")
         .annotate(n=Count("id"))
         .order_by()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from governance.accounts.capabilities import Capability
-from governance.accounts.permissions import can, team_ids_visible_to
+from governance.accounts.permissions import can, team_filter
 from governance.approvals import selectors as approvals_selectors
 from governance.approvals.gates import Verdict
 from governance.core.errors import Conflict, DomainError, NotPermitted, ValidationFailed
@@ -26,11 +26,6 @@ from governance.serving.models import (
 )
 
 
-def _team_filter(user, field: str) -> Q:
-    ids = team_ids_visible_to(user)
-    return Q() if ids is None else Q(**{f"{field}__in": ids})
-
-
 def backend_list(*, user) -> QuerySet[ServingBackend]:
     return ServingBackend.objects.all() if user.is_authenticated else ServingBackend.objects.none()
 
@@ -44,7 +39,7 @@ def environment_names() -> list[str]:
 
 
 def deployment_list(*, user) -> QuerySet[Deployment]:
-    return Deployment.objects.filter(_team_filter(user, "model__team_id")).select_related(
+    return Deployment.objects.filter(team_filter(user, "model__team_id")).select_related(
         "environment", "model", "version", "action__requested_by", "approval_request", "policy_revision__policy"
     )
 
@@ -65,7 +60,7 @@ def deployments_at(*, user, instant: dt.datetime) -> QuerySet[Deployment]:
 
 
 def action_list(*, user) -> QuerySet[DeploymentAction]:
-    return DeploymentAction.objects.filter(_team_filter(user, "model__team_id")).select_related(
+    return DeploymentAction.objects.filter(team_filter(user, "model__team_id")).select_related(
         "environment", "model", "version", "requested_by", "rolled_back_to"
     )
 

@@ -14,6 +14,7 @@ lease sweep, which re-queues the action (the backend steps are repeated harmless
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -119,8 +120,6 @@ def environment_create(*, actor, name: str, backend: ServingBackend, **settings:
 
 def check_probe(payload) -> None:
     """An Open Inference Protocol v2 request body: ``{"inputs": [{"name", "shape", "datatype", "data"}]}``."""
-    import json
-
     problem = None
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         problem = 'An Open Inference Protocol request: {"inputs": [{"name", "shape", "datatype", "data"}, ...]}.'
@@ -312,9 +311,13 @@ def action_renew(*, action_id: int, lease: str) -> bool:
     return leases.renew(DeploymentAction.objects.filter(status=ActionStatus.RUNNING), pk=action_id, token=lease)
 
 
+def _entry(step: str, message: str, status: str = "ok") -> dict[str, str]:
+    """One line of an action's step log."""
+    return {"at": timezone.now().isoformat(), "step": step, "status": status, "message": message[:500]}
+
+
 def _append(action: DeploymentAction, step: str, message: str, status: str = "ok") -> None:
-    action.steps = [*action.steps, {"at": timezone.now().isoformat(), "step": step, "status": status,
-                                    "message": message[:500]}]  # fmt: skip
+    action.steps = [*action.steps, _entry(step, message, status)]
 
 
 @retry_once
@@ -326,8 +329,7 @@ def action_log(*, action_id: int, lease: str, step: str, message: str, status: s
     steps = mine.select_for_update(of=("self",)).filter(pk=action_id).values_list("steps", flat=True).first()
     if steps is None:
         return False
-    entry = {"at": timezone.now().isoformat(), "step": step, "status": status, "message": message[:500]}
-    return leases.renew(mine, pk=action_id, token=lease, steps=[*steps, entry])
+    return leases.renew(mine, pk=action_id, token=lease, steps=[*steps, _entry(step, message, status)])
 
 
 @dataclass(frozen=True)
