@@ -57,6 +57,17 @@ def _schedule_serving_reconcile(sender, **kwargs):
     )
 
 
+@app.on_after_configure.connect
+def _schedule_serving_watch(sender, **kwargs):
+    """Read each environment's request figures and judge its canaries (``workers.deploy.watch_live``, on
+    the deploy queue), every SERVING_WATCH_SECONDS."""
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        settings.SERVING_WATCH_SECONDS, sender.signature("workers.deploy.watch_live"), name="serving-watch"
+    )
+
+
 AUDIT_KWARG = "_audit"
 
 

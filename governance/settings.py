@@ -351,6 +351,12 @@ SERVING_LOCAL_HOSTS = {
 SERVING_RECONCILE_SECONDS = float(os.environ.get("SERVING_RECONCILE_SECONDS", "300"))
 if SERVING_RECONCILE_SECONDS < 1:
     raise ImproperlyConfigured("SERVING_RECONCILE_SECONDS is at least 1.")
+# Beat's `serving-watch` reads each environment's request figures every SERVING_WATCH_SECONDS: they show on
+# the serving pages, and a canary that breached its environment's health policy is rolled back (or one that
+# met it over the observation window promoted, where the environment says so).
+SERVING_WATCH_SECONDS = float(os.environ.get("SERVING_WATCH_SECONDS", "30"))
+if SERVING_WATCH_SECONDS < 1:
+    raise ImproperlyConfigured("SERVING_WATCH_SECONDS is at least 1.")
 
 TASK_LEASE_SECONDS = float(os.environ.get("TASK_LEASE_SECONDS", "60"))
 TASK_LEASE_SWEEP_SECONDS = float(os.environ.get("TASK_LEASE_SWEEP_SECONDS", "30"))

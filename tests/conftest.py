@@ -393,7 +393,7 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1):
     return value
 
 
-from tests.serving_support import mlservers, serving_settings  # noqa: E402, F401 (fixtures of the serving suites)
+from tests.serving_support import fake_k8s, mlservers, serving_settings  # noqa: E402, F401 (fixtures of the serving suites)
 
 
 @pytest.fixture(autouse=True)

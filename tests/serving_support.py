@@ -54,6 +54,16 @@ def mlservers(tmp_path_factory):
             server.stop()
 
 
+@pytest.fixture
+def fake_k8s():
+    """A fake Kubernetes API server playing KServe's controller (and the cluster's Prometheus)."""
+    from tests.engines.fake_k8s import FakeKubernetes
+
+    server = FakeKubernetes(controller=True)
+    yield server
+    server.close()
+
+
 def serving_env(mlservers) -> dict[str, str]:
     root = next(iter(mlservers.values())).directory.parent
     return {

@@ -35,7 +35,6 @@ from governance.core.context import audit_context
 from governance.registry.models import ModelVersion
 from governance.serving.models import ServingBackend
 from tests.conftest import assert_error, celery_worker
-from tests.engines.fake_k8s import FakeKubernetes
 from tests.serving_support import approved_version, worker_log
 from tests.test_serving_e2e import act, finished, operator_client
 
@@ -50,13 +49,6 @@ RULES = {
     "environments": {e: {"min_approvals": 1, "roles": [{"role": "approver"}]} for e in (ENVIRONMENT, "staging")},
     "gates": [],
 }
-
-
-@pytest.fixture
-def fake_k8s():
-    server = FakeKubernetes(controller=True)
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -298,28 +298,17 @@ def _check_health(plan, backend, target, log) -> tuple[str, str] | None:
 
 
 def _breach(environment, before, after, name: str, log) -> tuple[str, str] | None:
+    """The environment's health policy over the window between two metrics readings (the same rule beat's
+    ``serving-watch`` applies to a canary)."""
+    from governance.serving import selectors
+    from workers.serving import health
+
     if after is None:
         log("health", f"No request figures for {name}; the window judged nothing.")
         return None
-    requests = after.requests - (before.requests if before else 0)
-    errors = after.errors - (before.errors if before else 0)
-    if requests < environment.min_requests:
-        log("health", f"{requests} request(s) in the window, fewer than {environment.min_requests}: not judged.")
-        return None
-    rate = errors / requests
-    latency, which = after.p95_seconds(), "p95"
-    if latency is None:  # MLServer reports a sum and a count per model, no percentiles: judge the mean
-        latency = (after.duration_seconds_sum - (before.duration_seconds_sum if before else 0.0)) / requests
-        which = "mean"
-    log("health", f"{requests} requests, error rate {rate:.1%}, {which} latency {latency * 1000:.0f} ms.")
-    if rate > environment.max_error_rate:
-        return (
-            "health_breach",
-            f"Error rate {rate:.1%} over {requests} requests, above {environment.max_error_rate:.1%}.",
-        )
-    if latency * 1000 > environment.max_p95_ms:
-        return "health_breach", f"{which} latency {latency * 1000:.0f} ms, above {environment.max_p95_ms} ms."
-    return None
+    verdict = health.judge(selectors.health_policy(environment), health.between(before, after))
+    log("health", verdict.sentence)
+    return (verdict.code, verdict.sentence) if verdict.state == health.BREACHED else None
 
 
 def _undo(plan, backend, target, live, problem: tuple[str, str], log) -> str:
@@ -469,4 +458,40 @@ def reconcile_backends() -> dict:
         except Exception:
             logger.exception("Recording the drift of %s failed; the next run compares again", environment.name)
             outcome[environment.name] = {"error": 1}
+    return outcome
+
+
+# --- the watch (beat's ``serving-watch``, every SERVING_WATCH_SECONDS) ----------------------------------
+
+
+@app.task(base=AuditedTask, name="workers.deploy.watch_live", soft_time_limit=300, time_limit=330)
+def watch_live() -> dict:
+    """Read the request figures of what is live in each environment whose backend reports them, store
+    them on the deployments, and have ``services.canary_decide`` ask for the promote or rollback a
+    canary has earned. A backend that cannot be read is skipped (the reconcile reports it)."""
+    from governance.serving import services
+    from workers.serving.backend import ServingError
+
+    outcome: dict[str, dict] = {}
+    for environment in services.environments_to_watch():
+        try:
+            backend = driver(environment.backend)
+            if not backend.capabilities().metrics:
+                continue
+            readings = backend.metrics()
+        except (Stop, ServingError) as exc:
+            outcome[environment.name] = {"unread": exc.code}
+            continue
+        except Exception as exc:  # never echo the exception text: it may quote a credential
+            logger.exception("Reading the request figures of %s failed", environment.name)
+            outcome[environment.name] = {"unread": type(exc).__name__}
+            continue
+        try:
+            updated = services.stats_record(environment_id=environment.pk, readings=readings)
+            asked = services.canary_decide(environment_id=environment.pk)
+        except Exception:
+            logger.exception("Watching %s failed; the next run reads it again", environment.name)
+            outcome[environment.name] = {"error": 1}
+            continue
+        outcome[environment.name] = {"updated": updated, "asked": [a.pk for a in asked]}
     return outcome

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -87,7 +88,8 @@ class EnvironmentOut(serializers.ModelSerializer):
         model = Environment
         fields = [
             "id", "name", "description", "backend", "backend_name", "backend_kind", "position", "probe_payload",
-            "max_error_rate", "max_p95_ms", "observation_seconds", "min_requests", "canary_percent", "created_at",
+            "max_error_rate", "max_p95_ms", "observation_seconds", "min_requests", "canary_percent", "canary_auto_promote",
+            "created_at",
         ]  # fmt: skip
 
 
@@ -102,6 +104,9 @@ class EnvironmentIn(serializers.Serializer):
     observation_seconds = serializers.IntegerField(min_value=0, max_value=3600, required=False)
     min_requests = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     canary_percent = serializers.IntegerField(min_value=1, max_value=99, required=False)
+    canary_auto_promote = serializers.BooleanField(
+        required=False, help_text="Promote a canary by itself once it met the health policy over its window."
+    )
 
 
 @extend_schema_view(
@@ -145,24 +150,55 @@ class EnvironmentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         return Response(EnvironmentOut(environment).data, status=status.HTTP_201_CREATED)
 
 
+class FiguresOut(serializers.Serializer):
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    error_rate = serializers.FloatField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    latency_kind = serializers.ChoiceField(choices=["p95", "mean"], allow_null=True)
+    read_at = serializers.DateTimeField()
+
+
+class CanaryOut(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["watching", "met", "breached", "not_judged"])
+    sentence = serializers.CharField()
+    decision = described(JSONField, {"type": "object", "nullable": True})(allow_null=True)
+
+
 class DeploymentOut(serializers.ModelSerializer):
     environment_name = serializers.CharField(source="environment.name")
     model_name = serializers.CharField(source="model.name")
     version_number = serializers.IntegerField(source="version.number")
     requested_by = serializers.CharField(source="action.requested_by.username", default=None)
     policy = serializers.SerializerMethodField()
+    figures = serializers.SerializerMethodField(
+        help_text="Requests served since Charter's watch first read the backend's metrics (while current)."
+    )
+    canary = serializers.SerializerMethodField(help_text="A current canary's health verdict; null otherwise.")
 
     class Meta:
         model = Deployment
         fields = [
             "id", "environment", "environment_name", "model", "model_name", "version", "version_number", "state",
             "traffic_percent", "since", "until", "action", "ended_by_action", "approval_request", "policy",
-            "requested_by",
+            "requested_by", "figures", "canary",
         ]  # fmt: skip
 
     def get_policy(self, obj) -> str | None:
         revision = obj.policy_revision
         return f"{revision.policy.name} r{revision.number}" if revision is not None else None
+
+    @extend_schema_field(FiguresOut(allow_null=True))
+    def get_figures(self, obj) -> dict | None:
+        window = selectors.figures(obj)
+        return window.as_dict() | {"read_at": obj.stats_at} if window is not None else None
+
+    @extend_schema_field(CanaryOut(allow_null=True))
+    def get_canary(self, obj) -> dict | None:
+        if obj.state != DeploymentState.CANARY or obj.until is not None:
+            return None
+        verdict = selectors.canary_verdict(obj, now=timezone.now())
+        return {"verdict": verdict.state, "sentence": verdict.sentence, "decision": (obj.stats or {}).get("decision")}
 
 
 class DeploymentFilter(core_filters.FilterSet):
@@ -214,7 +250,7 @@ class ActionOut(serializers.ModelSerializer):
         fields = [
             "id", "kind", "environment", "environment_name", "model", "model_name", "version", "version_number",
             "status", "reason", "requested_by", "requested_at", "started_at", "finished_at", "attempts", "steps",
-            "gate", "artifact_sha256", "error_code", "error_message", "rolled_back_to",
+            "gate", "artifact_sha256", "error_code", "error_message", "rolled_back_to", "automatic",
         ]  # fmt: skip
 
 

@@ -51,7 +51,7 @@ class Environment(models.Model):
 
     AUDIT_FIELDS = [
         "id", "name", "description", "backend", "probe_payload", "max_error_rate", "max_p95_ms", "observation_seconds",
-        "min_requests", "canary_percent",
+        "min_requests", "canary_percent", "canary_auto_promote",
     ]  # fmt: skip
 
     name = models.SlugField(max_length=60, unique=True)
@@ -67,6 +67,11 @@ class Environment(models.Model):
     observation_seconds = models.PositiveIntegerField(default=0, help_text="How long to watch a new deployment.")
     min_requests = models.PositiveIntegerField(default=20, help_text="Requests needed before the window judges.")
     canary_percent = models.PositiveSmallIntegerField(default=10)
+    canary_auto_promote = models.BooleanField(
+        default=False,
+        help_text="Promote a canary by itself once it has met the health policy over the observation window "
+        "(a canary that breaches it is always rolled back by itself).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -125,6 +130,12 @@ class Deployment(models.Model):
     ended_by_action = models.ForeignKey(
         "DeploymentAction", null=True, blank=True, on_delete=models.PROTECT, related_name="ended"
     )
+    # What the backend's metrics said about it while it was current (beat's ``serving-watch``): figures
+    # counted since the watch first read them, not history; the span and its links above never change.
+    stats = models.JSONField(
+        null=True, blank=True, help_text="{requests, errors, duration_seconds_sum, buckets, raw} while current."
+    )
+    stats_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-since", "-id"]
@@ -178,7 +189,9 @@ ENDED = (ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.REFUSED, Acti
 class DeploymentAction(Leased):
     """A request to change what is live in an environment, and what the worker did about it."""
 
-    AUDIT_FIELDS = ["id", "kind", "environment", "model", "version", "status", "error_code", "artifact_sha256"]
+    AUDIT_FIELDS = [
+        "id", "kind", "environment", "model", "version", "status", "error_code", "artifact_sha256", "automatic",
+    ]  # fmt: skip
 
     kind = models.CharField(max_length=12, choices=ActionKind.choices)
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="actions")
@@ -189,6 +202,9 @@ class DeploymentAction(Leased):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     requested_at = models.DateTimeField(auto_now_add=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
+    automatic = models.BooleanField(
+        default=False, help_text="Asked for by the health policy's watch, on behalf of the canary's requester."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     steps = models.JSONField(default=list, blank=True, help_text="[{at, step, status, message}] in order.")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.urls import NoReverseMatch, reverse
 
+from governance.serving import selectors
 from governance.serving.models import (
     ActionKind,
     ActionStatus,
@@ -20,6 +21,7 @@ from governance.serving.models import (
     DeploymentState,
     Environment,
 )
+from workers.serving import health
 
 # Action statuses reuse the colours of evaluation runs (queued, running, succeeded, failed) and the
 # lifecycle's (a refusal reads as a rejection, an automatic rollback as "changes requested").
@@ -84,7 +86,38 @@ def health_policy(environment: Environment) -> list[tuple[str, str]]:
         ("Observation window", f"{seconds} s" if seconds else "none (the probe alone decides)"),
         ("Minimum requests", str(environment.min_requests)),
         ("Canary traffic", f"{environment.canary_percent}%"),
+        (
+            "Canary promotion",
+            "automatic, once the policy is met over the window" if environment.canary_auto_promote else "by hand",
+        ),
+        ("Canary breach", "rolled back automatically"),
     ]
+
+
+VERDICT_CLASSES = {health.MET: "check-ok", health.BREACHED: "check-missing", health.WATCHING: "muted"}
+
+
+def figures(deployment: Deployment, *, now: dt.datetime) -> dict[str, Any] | None:
+    """A current deployment's request figures for a table cell, and a canary's verdict and what the watch
+    did about it; ``None`` before the watch first read the backend's metrics."""
+    window = selectors.figures(deployment)
+    if window is None:
+        return None
+    latency = window.latency()
+    out: dict[str, Any] = {
+        "requests": window.requests,
+        "error_rate": f"{window.error_rate:.1%}" if window.error_rate is not None else "—",
+        "latency": f"{latency[1]} {latency[0]:.0f} ms" if latency else "—",
+        "read_at": deployment.stats_at,
+    }
+    if deployment.state == DeploymentState.CANARY and deployment.until is None:
+        verdict = selectors.canary_verdict(deployment, now=now)
+        decision = (deployment.stats or {}).get("decision") or {}
+        out["verdict"] = {"state": verdict.state, "sentence": verdict.sentence,
+                          "class": VERDICT_CLASSES.get(verdict.state, "")}  # fmt: skip
+        if decision:
+            out["decision"] = decision
+    return out
 
 
 def action_words(kind: str, environment: Environment) -> str:

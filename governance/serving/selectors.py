@@ -24,6 +24,7 @@ from governance.serving.models import (
     Environment,
     ServingBackend,
 )
+from workers.serving import health
 
 
 def backend_list(*, user) -> QuerySet[ServingBackend]:
@@ -40,7 +41,12 @@ def environment_names() -> list[str]:
 
 def deployment_list(*, user) -> QuerySet[Deployment]:
     return Deployment.objects.filter(team_filter(user, "model__team_id")).select_related(
-        "environment", "model", "version", "action__requested_by", "approval_request", "policy_revision__policy"
+        "environment__backend",
+        "model",
+        "version",
+        "action__requested_by",
+        "approval_request",
+        "policy_revision__policy",
     )
 
 
@@ -265,3 +271,33 @@ def open_drift(*, environment: Environment) -> dict[str, dict]:
     if changes is None:
         return {}
     return dict(json.loads(changes).get("after", {}).get("open") or {})
+
+
+def health_policy(environment: Environment):
+    return health.Policy(
+        max_error_rate=environment.max_error_rate, max_latency_ms=environment.max_p95_ms,
+        min_requests=environment.min_requests, observation_seconds=environment.observation_seconds,
+    )  # fmt: skip
+
+
+def reports_figures(backend: ServingBackend) -> bool:
+    """Whether the watch can read request figures from this backend (the drivers' ``capabilities().metrics``,
+    answered from the settings, without asking the backend)."""
+    config = backend.config or {}
+    if backend.kind == BackendKind.MLSERVER:
+        return bool(config.get("local") or config.get("metrics_url"))
+    return bool(config.get("prometheus_url"))
+
+
+def figures(deployment: Deployment):
+    """A current deployment's request figures since the watch first read them (``Window``), or ``None``
+    before the first reading."""
+    return health.stored_window(deployment.stats) if deployment.stats is not None else None
+
+
+def canary_verdict(deployment: Deployment, *, now: dt.datetime):
+    """The health policy applied to a running canary's figures (``health.Verdict``): watching, met or
+    breached. The watch acts on it; the pages show it."""
+    window = figures(deployment) or health.Window()
+    elapsed = (now - deployment.since).total_seconds()
+    return health.judge_canary(health_policy(deployment.environment), window, elapsed_seconds=elapsed)

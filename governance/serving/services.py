@@ -47,6 +47,7 @@ from governance.serving.models import (
     ServingBackend,
     VersionProbe,
 )
+from workers.serving import health
 
 WORKER_LOST = "worker_lost"
 TASK = "workers.deploy.run_action"
@@ -96,7 +97,7 @@ def backend_create(*, actor, name: str, kind: str, url: str, config: dict | None
 
 ENVIRONMENT_FIELDS = (
     "description", "position", "probe_payload", "max_error_rate", "max_p95_ms", "observation_seconds", "min_requests",
-    "canary_percent",
+    "canary_percent", "canary_auto_promote",
 )  # fmt: skip
 
 
@@ -175,7 +176,14 @@ class Requested:
 
 
 def action_request(
-    *, actor, environment: Environment, version: ModelVersion, kind: str, reason: str = "", idempotency_key: str = ""
+    *,
+    actor,
+    environment: Environment,
+    version: ModelVersion,
+    kind: str,
+    reason: str = "",
+    idempotency_key: str = "",
+    automatic: bool = False,
 ) -> Requested:
     """Queue a deploy, canary, promote, rollback or retire of ``version`` in ``environment``.
 
@@ -184,7 +192,7 @@ def action_request(
     try:
         return _action_request(
             actor=actor, environment=environment, version=version, kind=kind, reason=reason,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, automatic=automatic,
         )  # fmt: skip
     except DomainError as exc:
         record_refusal(
@@ -197,7 +205,7 @@ def action_request(
 
 @retry_once
 @transaction.atomic
-def _action_request(*, actor, environment, version, kind, reason, idempotency_key) -> Requested:
+def _action_request(*, actor, environment, version, kind, reason, idempotency_key, automatic=False) -> Requested:
     require_scope(actor, "deploy")
     if idempotency_key:
         earlier = DeploymentAction.objects.filter(requested_by=actor, idempotency_key=idempotency_key).first()
@@ -217,7 +225,7 @@ def _action_request(*, actor, environment, version, kind, reason, idempotency_ke
         with transaction.atomic():
             action = DeploymentAction.objects.create(
                 kind=kind, environment=environment, model=version.model, version=version, reason=reason[:500],
-                requested_by=actor, idempotency_key=idempotency_key,
+                requested_by=actor, idempotency_key=idempotency_key, automatic=automatic,
                 gate=verdict.as_dict() if verdict is not None else None,
             )  # fmt: skip
     except IntegrityError:
@@ -236,6 +244,7 @@ def _summary(action: DeploymentAction) -> dict[str, Any]:
     return {
         "kind": action.kind, "environment": action.environment.name, "model": action.model_id,
         "version": action.version_id, "version_number": action.version.number, "status": action.status,
+        "automatic": action.automatic,
     }  # fmt: skip
 
 
@@ -892,3 +901,97 @@ def _notify_drift(environment: Environment, item: dict) -> None:
             url=environment.get_absolute_url(), recipients=list(recipients),
             payload={"environment": environment.name, "drift": item},
         )  # fmt: skip
+
+
+# --- the watch: live figures, and a canary's verdict (beat's ``serving-watch``) -----------------------
+# ``workers.deploy.watch_live`` reads each environment's backend metrics every SERVING_WATCH_SECONDS and
+# hands them here. The figures are kept on the current deployments (counted since the watch first read
+# them). A canary that breached the environment's health policy is rolled back, and one that met it over
+# the observation window is promoted where the environment says so, by an action the watch asks for on
+# behalf of whoever asked for the canary: checked like any other request, then by the worker when it
+# acts, so the watch can do nothing that person could not.
+
+
+def environments_to_watch() -> list[Environment]:
+    """Environments where something is live now."""
+    return list(Environment.objects.filter(deployments__until__isnull=True).distinct().select_related("backend"))
+
+
+@retry_once
+@transaction.atomic
+def stats_record(*, environment_id: int, readings: dict[str, Any], now=None) -> int:
+    """One backend reading (release name -> ``Stats``) added to the figures of the environment's current
+    deployments; the number of deployments updated."""
+    now = now or timezone.now()
+    updated = 0
+    current = (
+        Deployment.objects.select_for_update(of=("self",))
+        .filter(environment_id=environment_id, until__isnull=True)
+        .select_related("version__model__team")
+    )
+    for deployment in current:
+        reading = readings.get(release_of(deployment.version).name)
+        if reading is None:
+            continue
+        deployment.stats = {**(deployment.stats or {}), **health.accumulate(deployment.stats, reading)}
+        deployment.stats_at = now
+        deployment.save(update_fields=["stats", "stats_at"])
+        updated += 1
+    return updated
+
+
+def canary_decide(*, environment_id: int, now=None) -> list[DeploymentAction]:
+    """Ask for the promote or rollback each canary of the environment has earned; the actions asked for.
+    Each decision is asked for once per canary (an idempotency key per canary and kind); a request the
+    checks refuse is recorded once, as a refusal, and shown on the canary."""
+    now = now or timezone.now()
+    asked = []
+    canaries = (
+        Deployment.objects.filter(
+            environment_id=environment_id, until__isnull=True, state=DeploymentState.CANARY, stats__isnull=False
+        )
+        .select_related("environment__backend", "model__team", "version__model__team", "action__requested_by")
+        .order_by("pk")
+    )
+    for canary in canaries:
+        verdict = selectors.canary_verdict(canary, now=now)
+        if verdict.state == health.BREACHED:
+            live = selectors.current(environment=canary.environment, model=canary.model)
+            kind, version = ActionKind.ROLLBACK, live.version if live is not None else None
+        elif verdict.state == health.MET and canary.environment.canary_auto_promote:
+            kind, version = ActionKind.PROMOTE, canary.version
+        else:
+            continue
+        decided = (canary.stats or {}).get("decision") or {}
+        if version is None or decided.get("kind") == kind:
+            continue
+        action = _canary_action(canary, kind=kind, version=version, verdict=verdict, now=now)
+        if action is not None:
+            asked.append(action)
+    return asked
+
+
+def _canary_action(canary: Deployment, *, kind: str, version: ModelVersion, verdict, now) -> DeploymentAction | None:
+    requester = canary.action.requested_by
+    decision: dict[str, Any] = {"kind": kind, "at": now.isoformat(), "verdict": verdict.sentence}
+    action = None
+    if requester is None:
+        decision |= {"refused": "requester_gone", "message": "The person who asked for the canary no longer exists."}
+    else:
+        try:
+            requested = action_request(
+                actor=requester, environment=canary.environment, version=version, kind=kind, automatic=True,
+                reason=f"Asked for by the health policy of {canary.environment.name}: {verdict.sentence}",
+                idempotency_key=f"health-policy:canary-{canary.pk}:{kind}",
+            )  # fmt: skip
+        except DomainError as exc:  # recorded as a refusal by action_request; the canary says why
+            if exc.code == "action_in_progress":
+                return None  # someone is acting on this model here now: judge again next time
+            decision |= {"refused": exc.code, "message": exc.detail}
+        else:
+            action = requested.action
+            decision["action"] = action.pk
+    Deployment.objects.filter(pk=canary.pk, until__isnull=True).update(
+        stats={**(canary.stats or {}), "decision": decision}
+    )
+    return action

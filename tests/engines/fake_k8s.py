@@ -16,6 +16,18 @@ that share and the last rolled-out one the rest. The status gets ``observedGener
 condition, the revisions, the traffic with one tag URL per target and the service URL, all served by
 this server: an inference request to one of those URLs is answered by the revision the URL routes to
 (recorded in ``inferences``), with HTTP 500 when that revision's ``storageUri`` is in ``broken``.
+
+It also plays the cluster's Prometheus scraping Knative's queue-proxy: ``GET /api/v1/query`` on the
+same server answers instant queries of the one shape the KServe backend sends,
+``sum by (<labels>) (<metric>{<label>="<value>", …})``, in Prometheus' response shape, over series
+computed from ``inferences``: ``revision_request_count`` (labels ``namespace_name``,
+``service_name``, ``configuration_name``, ``revision_name``, ``response_code``,
+``response_code_class``) and the histogram ``revision_request_latencies`` in milliseconds
+(``_bucket`` with ``le`` over ``LATENCY_BUCKETS_MS`` and ``+Inf``, ``_sum``, ``_count``). Each
+inference takes the latency ``latency_ms`` sets for its revision (``default_latency_ms`` otherwise).
+A query with no ``namespace_name`` matcher gets an empty vector (the driver must say which
+namespace), any other shape Prometheus' ``bad_data`` error, and ``fail_next_query`` queues an error
+answer.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import copy
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +53,12 @@ ROUTED_PREFIX = "/kserve"
 ROUTED_INFER_PATH = re.compile(
     r"^/kserve/(?P<ns>[^/]+)/(?P<name>[^/]+)(?:/(?P<tag>latest|prev))?/v2/models/(?P<model>[^/]+)/infer$"
 )
+PROMETHEUS_QUERY_PATH = "/api/v1/query"
+PROMQL_SUM_BY = re.compile(
+    r"^\s*sum\s+by\s*\((?P<by>[^)]*)\)\s*\(\s*(?P<metric>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<matchers>[^}]*)\})?\s*\)\s*$"
+)
+PROMQL_MATCHER = re.compile(r'^\s*(?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"(?P<value>[^"\\]*)"\s*$')
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)  # Knative-like, + "+Inf"
 
 
 @dataclass
@@ -84,6 +103,7 @@ class Inference:
     storage_uri: str
     status: int
     body: Any
+    latency_ms: float = 0.0  # what the fake Prometheus counts for it
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -105,6 +125,10 @@ class FakeKubernetes:
         self.controller = controller
         self.broken: set[str] = set()  # storage URIs whose revisions answer inference with HTTP 500
         self.inferences: list[Inference] = []
+        # The latency each revision's inferences take (ms), for the fake Prometheus' histogram
+        self.latency_ms: dict[str, float] = {}
+        self.default_latency_ms = 5.0
+        self.query_failures: list[tuple[int, str, str]] = []  # (HTTP status, errorType, error)
         # (namespace, name) -> the InferenceService's revisions, oldest first, and its last rolled-out one
         self._revisions: dict[tuple[str, str], list[Revision]] = {}
         self._rolled_out: dict[tuple[str, str], Revision] = {}
@@ -162,6 +186,18 @@ class FakeKubernetes:
 
     def fail_next(self, method: str, status: int, message: str, reason: str = "") -> None:
         self.failures.setdefault(method, []).append(Failure(status, message, reason or _REASONS.get(status, "Unknown")))
+
+    def fail_next_query(self, status: int, error_type: str, error: str) -> None:
+        """The next Prometheus query gets Prometheus' error body (``{"status": "error", …}``)."""
+        self.query_failures.append((status, error_type, error))
+
+    def queries(self) -> list[str]:
+        """The PromQL of every Prometheus query received, in order."""
+        return [
+            (r.query.get("query") or [""])[0]
+            for r in self.requests
+            if r.path == PROMETHEUS_QUERY_PATH and r.method == "GET"
+        ]
 
     def writes(self) -> list[Request]:
         """Requests that change something on the API server (not the inference ones)."""
@@ -235,6 +271,8 @@ class FakeKubernetes:
             if queued:
                 failure = queued.pop(0)
                 return failure.status, _status(failure.status, failure.reason, failure.message)
+            if request.path == PROMETHEUS_QUERY_PATH:
+                return self._prometheus_query(request)
             routed = ROUTED_INFER_PATH.match(request.path)
             if routed and request.method == "POST" and self.controller:
                 return self._routed_infer(request, routed)
@@ -403,8 +441,70 @@ class FakeKubernetes:
             status, body = 500, {"error": "the model raised an error"}
         else:
             status, body = self.infer.status, copy.deepcopy(self.infer.body)
-        self.inferences.append(Inference(ns, name, tag, revision.name, revision.storage_uri, status, body))
+        latency = self.latency_ms.get(revision.name, self.default_latency_ms)
+        self.inferences.append(
+            Inference(ns, name, tag, revision.name, revision.storage_uri, status, body, latency_ms=latency)
+        )
         return status, body
+
+    # -- the cluster's Prometheus ----------------------------------------------------------------
+
+    def _prometheus_query(self, request: Request) -> tuple[int, Any]:
+        if request.method != "GET":
+            return 405, {"status": "error", "errorType": "bad_data", "error": "this fake answers GET only"}
+        if self.query_failures:
+            status, error_type, error = self.query_failures.pop(0)
+            return status, {"status": "error", "errorType": error_type, "error": error}
+        query = (request.query.get("query") or [""])[0]
+        match = PROMQL_SUM_BY.match(query)
+        matchers = [m for m in (match["matchers"] or "").split(",") if m.strip()] if match else []
+        parsed = [PROMQL_MATCHER.match(m) for m in matchers]
+        if match is None or not all(parsed):
+            return 400, {
+                "status": "error",
+                "errorType": "bad_data",
+                "error": f'this fake answers only sum by (...) (metric{{label="value", ...}}), not {query!r}',
+            }
+        wanted = {m["label"]: m["value"] for m in parsed}
+        by = [label.strip() for label in match["by"].split(",") if label.strip()]
+        groups: dict[tuple[tuple[str, str], ...], float] = {}
+        if "namespace_name" in wanted:  # every series is some namespace's: the driver must say whose
+            for labels, value in self._series(match["metric"]):
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    key = tuple((label, labels[label]) for label in by if label in labels)
+                    groups[key] = groups.get(key, 0.0) + value
+        now = time.time()
+        result = [{"metric": dict(key), "value": [now, _prom_number(value)]} for key, value in sorted(groups.items())]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    def _series(self, metric: str) -> list[tuple[dict[str, str], float]]:
+        """Knative queue-proxy series (one pod per revision) from the inferences routed so far."""
+        per: dict[tuple[str, str, str, int], list[float]] = {}  # (ns, service, revision, status) -> latencies
+        for inference in self.inferences:
+            key = (inference.namespace, inference.service, inference.revision, inference.status)
+            per.setdefault(key, []).append(inference.latency_ms)
+        series: list[tuple[dict[str, str], float]] = []
+        for (ns, service, revision, status), latencies in sorted(per.items()):
+            labels = {
+                "namespace_name": ns,
+                "service_name": f"{service}-predictor",
+                "configuration_name": f"{service}-predictor",
+                "revision_name": revision,
+                "pod_name": f"{revision}-deployment-0",
+                "response_code": str(status),
+                "response_code_class": f"{status // 100}xx",
+            }
+            if metric == "revision_request_count":
+                series.append((labels, float(len(latencies))))
+            elif metric == "revision_request_latencies_sum":
+                series.append((labels, float(sum(latencies))))
+            elif metric == "revision_request_latencies_count":
+                series.append((labels, float(len(latencies))))
+            elif metric == "revision_request_latencies_bucket":
+                for bound in LATENCY_BUCKETS_MS:
+                    series.append((labels | {"le": str(bound)}, float(sum(1 for x in latencies if x <= bound))))
+                series.append((labels | {"le": "+Inf"}, float(len(latencies))))
+        return series
 
 
 _REASONS = {
@@ -417,6 +517,13 @@ _REASONS = {
     500: "InternalError",
     503: "ServiceUnavailable",
 }
+
+
+def _prom_number(value: float) -> str:
+    """A sample value as Prometheus writes it ("12", "0.5", "+Inf")."""
+    if value == float("inf"):
+        return "+Inf"
+    return f"{value:.15g}"
 
 
 def _status(code: int, reason: str, message: str) -> dict:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 
-from tests.engines.fake_k8s import FakeKubernetes
-from workers.serving.backend import Release, ServingError, Unreachable, Unsupported
+from tests.engines.fake_k8s import FakeKubernetes, Inference
+from workers.serving.backend import Release, ServingError, Stats, Unreachable, Unsupported
 from workers.serving.kserve import KServeBackend
 
 NS = "charter-staging"
@@ -550,6 +552,236 @@ def test_predict_refuses_a_release_whose_revision_is_not_ready_fake_k8s_api(fake
         backend.predict("credit-risk-v2", {"inputs": []})
     assert e.value.code == "predict_failed" and "credit-risk-predictor-00002" in e.value.message
     assert not [r for r in fake.requests if r.path.endswith("/infer")]
+
+
+# -- request figures from the cluster's Prometheus --------------------------------------------------
+
+
+@pytest.fixture
+def cluster():
+    """The fake API server playing KServe's controller and the cluster's Prometheus."""
+    server = FakeKubernetes(controller=True)
+    yield server
+    server.close()
+
+
+def with_prometheus(server, pvc, *, namespace: str = NS, **settings) -> KServeBackend:
+    return KServeBackend(
+        namespace,
+        storage_uri="pvc://models/charter/{sha256}",
+        pvc_mount=pvc,
+        api_client=server.client(),
+        prometheus_url=server.url,
+        **settings,
+    )
+
+
+def predict(backend, name: str, times: int) -> None:
+    for _ in range(times):
+        try:
+            backend.predict(name, {"inputs": []}, timeout=5)
+        except ServingError as e:  # a broken release answers HTTP 500: counted all the same
+            assert e.code == "predict_failed" and "500" in e.message
+
+
+def test_canary_figures_per_release_from_prometheus_fake_k8s_api(cluster, pvc, release):
+    backend = with_prometheus(cluster, pvc)
+    assert backend.capabilities().metrics is True
+    v1, v2 = release(1), release(2)
+    backend.deploy(v1)
+    assert backend.metrics() == {"credit-risk-v1": Stats("credit-risk-v1", 0, 0, 0.0, {})}  # routed, nothing served
+
+    backend.set_traffic(v2, percent=25, stable=v1)
+    # The same endpoint in another namespace, with the same revision names: none of its figures count here.
+    elsewhere = with_prometheus(cluster, pvc, namespace="charter-other")
+    elsewhere.deploy(v1)
+    predict(elsewhere, "credit-risk-v1", 7)
+
+    cluster.latency_ms["credit-risk-predictor-00002"] = 40.0
+    predict(backend, "credit-risk-v2", 3)  # the canary, on its "latest" tag URL
+    cluster.broken.add(f"pvc://models/charter/{v2.sha256}")
+    cluster.latency_ms["credit-risk-predictor-00002"] = 300.0
+    predict(backend, "credit-risk-v2", 1)  # HTTP 500: an error
+    predict(backend, "credit-risk-v1", 5)  # the stable release, on its "prev" tag URL
+    assert {(i.namespace, i.tag, i.revision) for i in cluster.inferences if i.namespace == NS} == {
+        (NS, "latest", "credit-risk-predictor-00002"),
+        (NS, "prev", "credit-risk-predictor-00001"),
+    }
+
+    figures = backend.metrics()
+
+    assert set(figures) == {"credit-risk-v1", "credit-risk-v2"}
+    canary, stable = figures["credit-risk-v2"], figures["credit-risk-v1"]
+    assert (canary.name, canary.requests, canary.errors) == ("credit-risk-v2", 4, 1)
+    assert canary.duration_seconds_sum / canary.requests == pytest.approx((3 * 0.040 + 0.300) / 4)
+    assert canary.buckets[0.025] == 0 and canary.buckets[0.05] == 3 and canary.buckets[0.5] == 4
+    assert canary.buckets[float("inf")] == 4
+    assert canary.p95_seconds() == 0.5  # 3.8 of 4 requests: only the 500 ms bucket holds them
+    assert (stable.requests, stable.errors) == (5, 0)  # not the 7 of charter-other's v1
+    assert stable.duration_seconds_sum / stable.requests == pytest.approx(0.005)
+    assert stable.p95_seconds() == 0.005
+    queries = cluster.queries()
+    assert len(queries) == 6 and all('namespace_name="charter-staging"' in q for q in queries)
+    assert any("revision_request_count" in q for q in queries)
+    assert any("revision_request_latencies_bucket" in q for q in queries)
+
+    # Promoted: v1's revision is routed no more, and Charter names no revision it does not know.
+    backend.promote(v2)
+    assert set(backend.metrics()) == {"credit-risk-v2"}
+
+
+def test_metrics_leave_out_a_revision_that_is_not_certainly_the_release_fake_k8s_api(fake, pvc, release):
+    backend = with_prometheus(fake, pvc)
+    v1, v2 = release(1), release(2)
+    backend.deploy(v1)
+    fake.set_status(
+        "credit-risk",
+        namespace=NS,
+        latest_created="credit-risk-predictor-00001",
+        latest_ready="credit-risk-predictor-00001",
+        traffic=[{"latestRevision": True, "percent": 100, "revisionName": "credit-risk-predictor-00001"}],
+    )
+    fake.inferences += [
+        Inference(NS, "credit-risk", "", "credit-risk-predictor-00001", "pvc://v1", 200, {}, latency_ms=5.0)
+    ] * 3
+    assert backend.metrics()["credit-risk-v1"].requests == 3
+
+    backend.deploy(v2)  # KServe has not acted on it yet: the "latest" traffic still reaches v1's revision
+    assert backend.metrics() == {}
+    fake.set_status(
+        "credit-risk",
+        namespace=NS,
+        ready=False,
+        latest_created="credit-risk-predictor-00002",
+        latest_ready="credit-risk-predictor-00001",
+        traffic=[{"latestRevision": True, "percent": 100, "revisionName": "credit-risk-predictor-00001"}],
+    )
+    assert backend.metrics() == {}  # v2's revision is not ready: v1's answers for it, not to be counted as v2's
+    fake.set_status(
+        "credit-risk",
+        namespace=NS,
+        latest_created="credit-risk-predictor-00002",
+        latest_ready="credit-risk-predictor-00002",
+        traffic=[{"latestRevision": True, "percent": 100, "revisionName": "credit-risk-predictor-00002"}],
+    )
+    assert backend.metrics() == {"credit-risk-v2": Stats("credit-risk-v2", 0, 0, 0.0, {})}
+
+
+def test_metrics_without_prometheus_url_are_empty_fake_k8s_api(cluster, pvc, release):
+    backend = KServeBackend(NS, storage_uri="pvc://m/{sha256}", pvc_mount=pvc, api_client=cluster.client())
+    backend.deploy(release(1))
+    predict(backend, "credit-risk-v1", 2)
+    assert backend.capabilities().metrics is False
+    before = len(cluster.requests)
+    assert backend.metrics() == {}
+    assert len(cluster.requests) == before  # neither the API server nor Prometheus asked
+
+
+def test_prometheus_unreachable_is_unreachable_fake_k8s_api(cluster, pvc, release):
+    backend = KServeBackend(
+        NS,
+        storage_uri="pvc://m/{sha256}",
+        pvc_mount=pvc,
+        api_client=cluster.client(),
+        prometheus_url=f"http://127.0.0.1:{_closed_port()}",
+        request_timeout=2,
+    )
+    backend.deploy(release(1))
+    with pytest.raises(Unreachable) as e:
+        backend.metrics()
+    assert e.value.code == "backend_unreachable"
+    assert "Prometheus" in e.value.message and "cannot be reached" in e.value.message
+
+
+@pytest.fixture
+def html_server():
+    """A server answering every request with an HTML page (a proxy's login page, say)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            page = b"<html><body>Sign in</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_prometheus_answering_an_error_is_a_serving_error_fake_k8s_api(cluster, pvc, release, html_server):
+    backend = with_prometheus(cluster, pvc)
+    backend.deploy(release(1))
+    cluster.fail_next_query(422, "execution", "query processing would load too many samples into memory")
+    with pytest.raises(ServingError) as e:
+        backend.metrics()
+    assert not isinstance(e.value, Unreachable)
+    assert e.value.code == "metrics_failed"
+    assert "too many samples" in e.value.message and "422" in e.value.message
+
+    proxied = KServeBackend(
+        NS, storage_uri="pvc://m/{sha256}", pvc_mount=pvc, api_client=cluster.client(), prometheus_url=html_server
+    )
+    with pytest.raises(ServingError) as e:
+        proxied.metrics()
+    assert not isinstance(e.value, Unreachable)
+    assert e.value.code == "metrics_failed"
+    assert "other than its JSON" in e.value.message and "Sign in" not in e.value.message
+
+
+def test_from_settings_reads_the_prometheus_settings_fake_k8s_api(cluster, pvc, release):
+    config = {
+        "namespace": NS, "storage_uri": "pvc://m/{sha256}", "pvc_mount": str(pvc),
+        "prometheus_url": cluster.url + "/api/v1/",  # the API's own path is tolerated
+        "request_count_metric": "knative_revision_request_count",
+        "request_latency_metric": "knative_revision_request_latencies",
+    }  # fmt: skip
+    backend = KServeBackend.from_settings(url=cluster.url, config=config, credentials="t0ken")
+    assert backend.capabilities().metrics is True
+    backend.deploy(release(1))
+    predict(backend, "credit-risk-v1", 2)
+    # The fake's Prometheus has the Knative names only: the overriding names find nothing.
+    assert backend.metrics() == {"credit-risk-v1": Stats("credit-risk-v1", 0, 0, 0.0, {})}
+    queries = cluster.queries()
+    assert [q.split("(")[-1].split("{")[0] for q in queries] == [
+        "knative_revision_request_count",
+        "knative_revision_request_latencies_bucket",
+        "knative_revision_request_latencies_sum",
+    ]
+    assert all(r.path == "/api/v1/query" for r in cluster.requests if "query" in r.query)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"prometheus_url": "prometheus.monitoring:9090"},
+        {"prometheus_url": "ftp://prometheus.monitoring"},
+        {"prometheus_url": "http://"},
+        {"prometheus_url": "http://prometheus:99999"},
+        {"prometheus_url": "http://prometheus monitoring:9090"},
+        {"prometheus_url": "https://admin:hunter2@prometheus.monitoring:9090"},
+        {"prometheus_url": "http://prometheus:9090/?token=hunter2"},
+        {"prometheus_url": 9090},
+        {"prometheus_url": "http://prometheus:9090", "request_count_metric": "revision-request-count"},
+        {"prometheus_url": "http://prometheus:9090", "request_latency_metric": ""},
+        {"prometheus_url": "http://prometheus:9090", "request_latency_metric": 5},
+    ],
+)
+def test_from_settings_rejects_a_bad_prometheus_url_fake_k8s_api(fake, pvc, bad):
+    config = {"namespace": NS, "storage_uri": "pvc://m/{sha256}", "pvc_mount": str(pvc)} | bad
+    with pytest.raises(ServingError) as e:
+        KServeBackend.from_settings(url=fake.url, config=config)
+    assert e.value.code == "backend_misconfigured"
+    assert "Unknown" not in e.value.message  # refused for what it holds: the names are known settings
+    assert "hunter2" not in e.value.message
+    assert fake.requests == []
 
 
 # -- refusals and faults ----------------------------------------------------------------------------

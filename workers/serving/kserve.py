@@ -71,16 +71,34 @@ created revision is not the latest ready one), shares from ``status.components.p
 ``url`` being the release's own tag URL where KServe reports one (tag routing is switched on for
 every InferenceService Charter creates) or ``status.url`` when the release takes all the traffic;
 with ``ingress_url`` the request goes to the ingress with the service's ``Host`` header. A release
-whose revision is not ready is refused rather than answered by an older one. ``metrics()`` is
-empty: request figures live in the cluster's Prometheus, which this backend does not read
-(``capabilities().metrics`` is false). ``from_settings`` builds a backend from a stored backend row
-(API server URL, settings, a bearer token or a kubeconfig).
+whose revision is not ready is refused rather than answered by an older one. ``from_settings``
+builds a backend from a stored backend row (API server URL, settings, a bearer token or a kubeconfig).
+
+Request figures (``metrics()``) come from the cluster's Prometheus, which scrapes Knative's
+queue-proxy next to every predictor pod (Serverless mode); without ``prometheus_url`` (the base of
+its HTTP API: ``<prometheus_url>/api/v1/query``) ``metrics()`` is empty and
+``capabilities().metrics`` false. It lists the namespace's InferenceServices as ``status()`` does and
+names the Knative revisions each Charter-managed one routes to
+(``status.components.predictor.traffic``): the ``latestRevision`` target is the release the spec
+holds, the other one the recorded stable release. A target whose revision is not certainly that
+release's is left out: the latest one while the status lags the spec or while an older revision
+still answers for the spec's (``latestCreatedRevision`` not ready), and every revision Charter has
+no record of. Three instant queries, each ``sum by (revision_name, …)`` over the series with
+``namespace_name="<namespace>"``, read the request counter (``request_count_metric``, default
+``revision_request_count``, its ``response_code_class`` "5xx" counted as errors) and the latency
+histogram in milliseconds (``request_latency_metric``, default ``revision_request_latencies``:
+``_bucket`` by ``le`` and ``_sum``); a release gets the sum over its revisions, in seconds, with
+``+Inf`` as ``float("inf")``, and zeros while its revision has served nothing. The counters are
+summed over the pods Prometheus still has series for: a pod that scales away takes its counts with
+it, which a reader sees as a counter reset. An unreachable Prometheus is ``Unreachable``; an error
+it answers, or an answer that is not its JSON, a ``ServingError`` (``metrics_failed``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -144,6 +162,14 @@ NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 CONFLICT_RETRIES = 3
+
+# Knative's queue-proxy metrics as Prometheus names them (the defaults of request_count_metric and
+# request_latency_metric); their labels namespace_name, revision_name, response_code_class and le
+# are Knative's own and not settings.
+REQUEST_COUNT_METRIC = "revision_request_count"
+REQUEST_LATENCY_METRIC = "revision_request_latencies"  # a histogram in milliseconds
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+PROMETHEUS_QUERY_PATH = "/api/v1/query"
 
 Uploader = Callable[[Path, str, str], None]
 
@@ -226,6 +252,9 @@ class KServeBackend(Backend):
         service_account: str | None = None,
         traffic_split: bool = True,
         request_timeout: float = 10.0,
+        prometheus_url: str | None = None,
+        request_count_metric: str = REQUEST_COUNT_METRIC,
+        request_latency_metric: str = REQUEST_LATENCY_METRIC,
     ):
         if not isinstance(namespace, str) or len(namespace) > 63 or not NAMESPACE_RE.match(namespace):
             raise ServingError(f"{namespace!r} is not a Kubernetes namespace name.", code="backend_misconfigured")
@@ -249,7 +278,19 @@ class KServeBackend(Backend):
                     "local path where that claim is mounted.",
                     code="backend_misconfigured",
                 )
+        for setting, metric in (
+            ("request_count_metric", request_count_metric),
+            ("request_latency_metric", request_latency_metric),
+        ):
+            if not isinstance(metric, str) or not METRIC_NAME_RE.match(metric):
+                raise ServingError(
+                    f"{setting} must be a Prometheus metric name (letters, digits, '_' and ':'), not {metric!r}.",
+                    code="backend_misconfigured",
+                )
         self.namespace = namespace
+        self.prometheus_url = _prometheus_base(prometheus_url) if prometheus_url else None
+        self.request_count_metric = request_count_metric
+        self.request_latency_metric = request_latency_metric
         self.storage_uri = storage_uri
         self.uploader = uploader
         self.ingress_url = ingress_url.rstrip("/") if ingress_url else None
@@ -275,7 +316,8 @@ class KServeBackend(Backend):
     SETTINGS = frozenset(
         {
             "namespace", "storage_uri", "pvc_mount", "ingress_url", "service_account", "traffic_split",
-            "request_timeout", "context", "ca_cert", "insecure_skip_tls_verify",
+            "request_timeout", "context", "ca_cert", "insecure_skip_tls_verify", "prometheus_url",
+            "request_count_metric", "request_latency_metric",
         }
     )  # fmt: skip
 
@@ -283,9 +325,10 @@ class KServeBackend(Backend):
     def from_settings(cls, *, url: str, config: dict[str, Any], credentials: str = "") -> KServeBackend:
         """A backend from a stored backend row: ``url`` is the Kubernetes API server; ``config`` holds
         ``namespace`` and ``storage_uri`` (required) and optionally ``pvc_mount``, ``ingress_url``,
-        ``service_account``, ``traffic_split``, ``request_timeout``, ``ca_cert`` (PEM) and
-        ``insecure_skip_tls_verify``; ``credentials`` is a bearer token or a whole kubeconfig
-        (optionally with ``context``), whose cluster must be ``url``."""
+        ``service_account``, ``traffic_split``, ``request_timeout``, ``ca_cert`` (PEM),
+        ``insecure_skip_tls_verify`` (both for the API server only), ``prometheus_url``,
+        ``request_count_metric`` and ``request_latency_metric``; ``credentials`` is a bearer token
+        or a whole kubeconfig (optionally with ``context``), whose cluster must be ``url``."""
         unknown = sorted(set(config) - cls.SETTINGS)
         if unknown:
             raise ServingError(f"Unknown KServe settings: {', '.join(unknown)}.", code="backend_misconfigured")
@@ -338,12 +381,17 @@ class KServeBackend(Backend):
             service_account=config.get("service_account"),
             traffic_split=bool(config.get("traffic_split", True)),
             request_timeout=timeout,
+            prometheus_url=config.get("prometheus_url") or None,
+            request_count_metric=config.get("request_count_metric", REQUEST_COUNT_METRIC),
+            request_latency_metric=config.get("request_latency_metric", REQUEST_LATENCY_METRIC),
         )
 
     # -- the interface ---------------------------------------------------------------------------
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(traffic_split=self.traffic_split, formats=frozenset(FORMATS), metrics=False)
+        return Capabilities(
+            traffic_split=self.traffic_split, formats=frozenset(FORMATS), metrics=self.prometheus_url is not None
+        )
 
     def deploy(self, release: Release) -> None:
         self._check(release, loadable=True)
@@ -493,7 +541,97 @@ class KServeBackend(Backend):
         return body
 
     def metrics(self) -> dict[str, Stats]:
-        return {}
+        if self.prometheus_url is None:
+            return {}
+        releases: dict[str, str] = {}  # Knative revision -> Charter release
+        for isvc in self._call("list").get("items") or []:
+            releases |= _revision_releases(isvc)
+        if not releases:
+            return {}
+        selector = f'{{namespace_name="{self.namespace}"}}'  # a validated namespace: nothing to escape
+        count, latency = self.request_count_metric, self.request_latency_metric
+        with requests.Session() as session:
+            counts = self._query(session, f"sum by (revision_name, response_code_class) ({count}{selector})")
+            buckets = self._query(session, f"sum by (revision_name, le) ({latency}_bucket{selector})")
+            sums = self._query(session, f"sum by (revision_name) ({latency}_sum{selector})")
+        figures = {name: {"requests": 0.0, "errors": 0.0, "sum_ms": 0.0, "buckets": {}} for name in releases.values()}
+        for labels, value in counts:
+            release = releases.get(labels.get("revision_name", ""))
+            if release is not None:
+                figures[release]["requests"] += value
+                if labels.get("response_code_class") == "5xx":
+                    figures[release]["errors"] += value
+        for labels, value in sums:
+            release = releases.get(labels.get("revision_name", ""))
+            if release is not None:
+                figures[release]["sum_ms"] += value
+        for labels, value in buckets:
+            release = releases.get(labels.get("revision_name", ""))
+            try:
+                bound = float(labels.get("le", "")) / 1000
+            except ValueError:
+                continue
+            if release is not None and not math.isnan(bound):
+                into = figures[release]["buckets"]
+                into[bound] = into.get(bound, 0.0) + value
+        return {
+            name: Stats(
+                name=name,
+                requests=round(f["requests"]),
+                errors=round(f["errors"]),
+                duration_seconds_sum=f["sum_ms"] / 1000,
+                buckets={bound: round(n) for bound, n in sorted(f["buckets"].items())},
+            )
+            for name, f in figures.items()
+        }
+
+    def _query(self, session: requests.Session, query: str) -> list[tuple[dict[str, str], float]]:
+        """One Prometheus instant query: the (labels, value) of each sample of its vector."""
+        where = _public(self.prometheus_url)
+        try:
+            response = session.get(
+                self.prometheus_url + PROMETHEUS_QUERY_PATH, params={"query": query}, timeout=self.timeout
+            )
+        except requests.RequestException as e:
+            raise Unreachable(f"Prometheus at {where} cannot be reached ({type(e).__name__}).") from e
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            if response.status_code in (502, 503, 504):
+                raise Unreachable(f"Prometheus at {where} did not answer (HTTP {response.status_code}).")
+            raise ServingError(
+                f"Prometheus at {where} answered HTTP {response.status_code} with something other than its JSON.",
+                code="metrics_failed",
+            )
+        if body.get("status") != "success":
+            error = f"{body.get('errorType') or 'error'}: {body.get('error') or 'no message'}"
+            raise ServingError(
+                f"Prometheus at {where} refused the request-figures query (HTTP {response.status_code}): "
+                f"{str(error)[:300]}",
+                code="metrics_failed",
+            )
+        data = body.get("data")
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(result, list):
+            raise ServingError(
+                f"Prometheus at {where} answered the request-figures query with no instant vector.",
+                code="metrics_failed",
+            )
+        samples = []
+        for sample in result:
+            try:
+                labels, (_, text) = sample["metric"], sample["value"]
+                value = float(text)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ServingError(
+                    f"Prometheus at {where} answered the request-figures query with a malformed sample.",
+                    code="metrics_failed",
+                ) from e
+            if isinstance(labels, dict) and math.isfinite(value):
+                samples.append(({str(k): str(v) for k, v in labels.items()}, value))
+        return samples
 
     # -- manifests -------------------------------------------------------------------------------
 
@@ -682,6 +820,46 @@ class KServeBackend(Backend):
             raise Unreachable(f"The Kubernetes API at {self.host} cannot be reached ({type(e).__name__}).") from e
 
 
+def _prometheus_base(url: Any) -> str:
+    """The Prometheus HTTP API base from the ``prometheus_url`` setting (a trailing ``/api/v1``
+    tolerated); credentials, a query or a fragment in it are refused (they would be shown)."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        port_ok = parts is not None and (parts.port is None or parts.port > 0)
+    except ValueError:
+        port_ok = False
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or any(c.isspace() for c in url)
+    ):
+        raise ServingError(
+            f"prometheus_url must be the http(s) URL of Prometheus' HTTP API, e.g. "
+            f"http://prometheus.monitoring:9090, not {_public(url) if isinstance(url, str) else repr(url)}.",
+            code="backend_misconfigured",
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ServingError(
+            "prometheus_url may not carry a user, a password, a query or a fragment.", code="backend_misconfigured"
+        )
+    path = parts.path.rstrip("/").removesuffix("/api/v1")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _public(url: str) -> str:
+    """``url`` without user, password, query or fragment (never shown: they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        pass
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else host + parts.path
+
+
 class _NotFound(Exception):
     pass
 
@@ -864,6 +1042,28 @@ def _loaded(isvc: dict) -> list[Loaded]:
         Loaded(name=name, ready=states[name][0], endpoint=endpoint, traffic_percent=share, reason=states[name][1])
         for name, share in shares.items()
     ]
+
+
+def _revision_releases(isvc: dict) -> dict[str, str]:
+    """Knative revision name -> the Charter release it serves, for the revisions the predictor's
+    traffic routes to and only where the status says so for certain (see the module docstring)."""
+    if not _managed(isvc):
+        return {}
+    predictor = _predictor_status(isvc)
+    latest, stable = _latest_of(isvc)[0], _recorded_stable(isvc)
+    created, stale = predictor.get("latestCreatedRevision"), _stale(isvc)
+    named: dict[str, str] = {}
+    for target in predictor.get("traffic") or []:
+        revision = target.get("revisionName")
+        if not revision or target.get("latestRevision"):
+            continue
+        if stable is not None:  # the last rolled-out revision: the recorded stable release's
+            named[revision] = stable[0]
+    for target in predictor.get("traffic") or []:
+        revision = target.get("revisionName")
+        if revision and target.get("latestRevision") and not stale and (not created or revision == created):
+            named[revision] = latest  # the spec's own revision, ready: the latest release's
+    return named
 
 
 def _predict_url(isvc: dict, name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import template
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from governance.accounts.capabilities import Capability
@@ -36,6 +37,14 @@ def action_status(action) -> str:
         presenters.STATUS_CLASSES.get(action.status, ""),
         action.get_status_display(),
     )
+
+
+@register.inclusion_tag("serving/_figures_cell.html")
+def deployment_figures(deployment: Deployment) -> dict:
+    """The requests a current deployment served (read by the watch), and a canary's health verdict."""
+    figures = presenters.figures(deployment, now=timezone.now())
+    reports = figures is not None or selectors.reports_figures(deployment.environment.backend)
+    return {"figures": figures, "reports": reports}
 
 
 @register.simple_tag
