@@ -59,6 +59,14 @@ def test_after_the_demo_and_its_evaluations_every_deployed_version_passes_its_ga
     viewer = api.as_user(User.objects.get(username="viewer"))
     deployed = list(ModelVersion.objects.filter(stage=Stage.DEPLOYED).select_related("model"))
     assert {str(v) for v in deployed} >= {"credit-scoring v2"}, deployed
+    # the serving pages show real figures at once: the demo's predictions, as the watch counted them
+    from governance.registry.management.commands.seed_demo import DEMO_REQUESTS
+
+    live = viewer.get("/api/v1/deployments/", {"current": "true"}).json()["results"]
+    assert {(d["environment_name"], d["model_name"]) for d in live} >= {("staging", "credit-scoring")}, live
+    for d in live:
+        assert d["figures"] is not None and d["figures"]["errors"] == 0, d
+        assert d["figures"]["requests"] == DEMO_REQUESTS[d["environment_name"]], d
     for version in deployed:
         approved = ApprovalRequest.objects.filter(version=version, status=RequestStatus.APPROVED)
         environments = sorted({e for r in approved for e in r.environments})

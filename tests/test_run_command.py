@@ -292,6 +292,7 @@ def test_a_newcomer_sees_a_demo_that_tells_the_truth_in_headless_chromium(served
         page.goto(f"{base}/serving/")
         body = page.inner_text("body")
         assert "staging" in body and "production" in body and "credit-scoring" in body and "churn-predictor" in body
+        assert "40 req · 0.0% errors" in body  # the demo's predictions, as the serving watch counted them
         page.screenshot(path=str(SCREENSHOTS / "serving.png"), full_page=True)
         page.goto(f"{base}/serving/timeline/")
         assert_charts_drew(page, at_least=2)

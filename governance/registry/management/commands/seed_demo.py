@@ -48,6 +48,7 @@ User = get_user_model()
 
 DEMO_PASSWORD_DEFAULT = "charter-demo"
 SEED = 7
+DEMO_REQUESTS = {"staging": 12, "production": 40}  # predictions sent to each live release after seeding
 
 # username -> (role in every demo team, first name, last name, what they do)
 DEMO_USERS: dict[str, tuple[str, str, str, str]] = {
@@ -367,6 +368,7 @@ class Command(BaseCommand):
                 users = self._users(password)
                 with audit_context(source="cli", actor=users["admin"]):
                     versions = self._seed(users, trained)
+                self._demo_traffic()
         except DomainError as exc:
             raise CommandError(f"Seeding failed: {exc.detail}") from exc
         self._summary(versions, var_dir, password)
@@ -611,6 +613,26 @@ class Command(BaseCommand):
                 f"Deploying {version} to {environment} {action.status}: {action.error_message} "
                 "(is the environment's MLServer running? scripts/run.sh starts them; or seed with --without-serving)"
             )
+
+    def _demo_traffic(self) -> None:
+        """A little traffic to what went live, counted by the serving watch as in production (its first
+        reading is the baseline), so the serving pages show each release's request figures at once."""
+        from governance.serving import selectors
+        from governance.serving.models import Deployment
+        from governance.serving.services import release_of
+        from workers.deploy import driver, watch_live
+
+        if not self.serving:
+            return
+        _as_worker(watch_live, actor=None)
+        for deployment in Deployment.objects.filter(until__isnull=True).select_related(
+            "environment__backend", "version__model__team"
+        ):
+            payload = selectors.probe_payload(version=deployment.version, environment=deployment.environment)
+            backend, name = driver(deployment.environment.backend), release_of(deployment.version).name
+            for _ in range(DEMO_REQUESTS.get(deployment.environment.name, 10)):
+                backend.predict(name, payload)
+        _as_worker(watch_live, actor=None)
 
     def _read_closed_news(self) -> None:
         """The demo's history happened: its people have read the news of the reviews that are over. What
