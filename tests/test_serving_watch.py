@@ -183,6 +183,11 @@ def test_a_canary_that_breaches_the_policy_is_rolled_back_by_itself_fake_k8s_api
     assert (action["kind"], action["version_number"], action["automatic"]) == ("rollback", 1, True), action
     assert action["requested_by"] == users.operator.username  # on behalf of whoever started the canary
     assert "health policy" in action["reason"] and "Error rate 40.0% over 10 requests" in action["reason"]
+    from governance.notifications.models import Notification
+
+    told = Notification.objects.filter(event="serving.canary")
+    assert {n.recipient.username for n in told} == {users.operator.username, users.admin.username}
+    assert "is being rolled back by its health policy" in told.first().title
 
     with kserve_worker(settings) as proc:
         body = finished(ci, action["id"], proc)
@@ -239,9 +244,17 @@ def test_the_watch_can_do_nothing_the_canarys_requester_could_not_fake_k8s_api(
     refusals = AuditEvent.objects.filter(action="serving.action.refused")
     assert watch_live.apply().get()[KS_ENV]["asked"] == []
     assert refusals.count() == 1
+    refusal = refusals.get()
+    assert refusal.actor == users.operator and json.loads(refusal.changes)["automatic"] is True
     decision = by_version(viewer)[2]["canary"]["decision"]
     assert (decision["kind"], decision["refused"]) == ("rollback", "permission_denied"), decision
     assert watch_live.apply().get()[KS_ENV]["asked"] == [] and refusals.count() == 1  # recorded once
     page = viewer.get(f"/serving/environments/{KS_ENV}/").content.decode()
     assert "Automatic rollback refused" in page
+    from governance.notifications.models import Notification
+
+    told = Notification.objects.filter(event="serving.canary")  # the team's admins: the operator is gone
+    assert [(n.recipient.username, "automatic rollback refused" in n.title) for n in told] == [
+        (users.admin.username, True)
+    ]
     assert sorted((v, d["state"]) for v, d in by_version(viewer).items()) == [(1, "live"), (2, "canary")]

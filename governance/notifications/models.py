@@ -19,6 +19,7 @@ class EventKind(models.TextChoices):
     APPROVAL_EXPIRING = "approval.expiring", "Approval expiring"
     ARTIFACT_INTEGRITY_FAILED = "artifact.integrity_failed", "Artifact integrity check failed"
     SERVING_DRIFT = "serving.drift", "A serving backend differs from the record"
+    SERVING_CANARY = "serving.canary", "A canary judged by its health policy"
 
 
 # A test delivery from "send test": every webhook receives it, whatever it subscribed to.

@@ -86,6 +86,20 @@ def current(
     )
 
 
+def current_pair(*, environment: Environment, model: RegisteredModel) -> tuple[Deployment | None, Deployment | None]:
+    """``current`` for the live and the canary deployment together, in one read: (live, canary)."""
+    found: dict[str, Deployment] = {}
+    rows = Deployment.objects.filter(
+        environment=environment, model=model, state__in=(DeploymentState.LIVE, DeploymentState.CANARY),
+        until__isnull=True,
+    ).select_related("version")  # fmt: skip
+    for deployment in rows:  # in ``current``'s order: the first of each state, as its ``first()`` would pick
+        found.setdefault(deployment.state, deployment)
+        if deployment.version.model_id == model.pk:
+            deployment.version.model = model  # the one already read, not another query for it (and its team)
+    return found.get(DeploymentState.LIVE), found.get(DeploymentState.CANARY)
+
+
 def live_by_model(*, model_ids) -> dict[int, list[Deployment]]:
     """Current deployments of each model, environments in page order (for the models list and home page)."""
     out: dict[int, list[Deployment]] = {}
@@ -144,18 +158,20 @@ def action_refusal(
     kind: str,
     verdict: Verdict | None,
     acting: DeploymentAction | None = None,
+    deployments: tuple[Deployment | None, Deployment | None] | None = None,
 ) -> DomainError | None:
     """Why ``user`` may not ask for this action now, or ``None`` when they may. The one statement of
     the rule: the service raises what this returns, and the version page shows it before anyone
     confirms, and the worker checks it again when it acts (``acting``: the action it runs, which is
-    in flight itself). ``verdict`` is the gate for (version, environment), ``None`` for a retirement."""
+    in flight itself). ``verdict`` is the gate for (version, environment), ``None`` for a retirement.
+    ``deployments``: ``current_pair`` for (environment, model), when the caller read it in the same
+    transaction (the worker, which plans from it too); otherwise read here."""
     model = version.model
     if not can(user, Capability.DEPLOY, model.team_id):
         return NotPermitted(
             f"You need the operator or admin role in {model.team} to deploy, roll back or retire its models.",
         )
-    live = current(environment=environment, model=model)
-    canary = current(environment=environment, model=model, state=DeploymentState.CANARY)
+    live, canary = deployments if deployments is not None else current_pair(environment=environment, model=model)
     name, env = f"Version {version.number} of {model.name}", environment.name
     if kind == ActionKind.DEPLOY:
         if live is not None and live.version_id == version.pk:

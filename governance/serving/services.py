@@ -197,7 +197,7 @@ def action_request(
     except DomainError as exc:
         record_refusal(
             action=AuditAction.SERVING_ACTION_REFUSED, exc=exc, actor=actor, obj=version,
-            changes={"kind": kind, "environment": environment.name, "stage": "request"},
+            changes={"kind": kind, "environment": environment.name, "stage": "request", "automatic": automatic},
         )  # fmt: skip
         exc.refusal_recorded = True
         raise
@@ -271,29 +271,34 @@ def action_start(*, action_id: int, host: str) -> DeploymentAction | None:
     message again, and it starts over (each backend step is idempotent; the worker first puts the backend
     back as recorded). After its last start the next one only puts the backend back and fails the action
     (``cleaning_up``); once the clean-up has had its starts too, the action fails here at once."""
-    action = DeploymentAction.objects.filter(pk=action_id).first()
-    if action is None:
+    try:
+        action = _locked(action_id)
+    except NotFound:
         return None
-    action = _locked(action_id)
-    if action.status not in IN_FLIGHT or leases.is_held(action):
+    if action.status not in IN_FLIGHT:
         return None
-    if action.status == ActionStatus.RUNNING and action.attempts >= start_limit():
-        _append(action, "lost", "The worker was lost.", status="failed")
-        _end(action, status=ActionStatus.FAILED, code=WORKER_LOST, message=_lost_message(action, restored=False))
-        return None
-    token = leases.take(
-        DeploymentAction.objects.filter(status__in=IN_FLIGHT), pk=action.pk, status=ActionStatus.RUNNING,
-        started_at=timezone.now(),
-    )  # fmt: skip
-    if token is None:
-        return None
-    action.refresh_from_db()
+    # A queued action's lease was released when it was queued; ``take`` below refuses a held one anyway
+    # (one UPDATE decides). A running one may be held by the execution running it: leave it alone.
+    if action.status == ActionStatus.RUNNING:
+        if leases.is_held(action):
+            return None
+        if action.attempts >= start_limit():
+            _append(action, "lost", "The worker was lost.", status="failed")
+            _end(action, status=ActionStatus.FAILED, code=WORKER_LOST, message=_lost_message(action, restored=False))
+            return None
+    action.attempts += 1  # what ``take`` counts: the row is locked, nobody else counts a start in between
     if cleaning_up(action):
         _append(action, "start", f"Started on {host[:80]} (start {action.attempts}) to put the backend back as "
                 "recorded: the worker of the action's last attempt was lost.")  # fmt: skip
     else:
         _append(action, "start", f"Started on {host[:80]} (attempt {action.attempts})")
-    action.save(update_fields=["steps"])
+    token = leases.take(
+        DeploymentAction.objects.filter(status__in=IN_FLIGHT), pk=action.pk, status=ActionStatus.RUNNING,
+        started_at=timezone.now(), steps=action.steps,
+    )  # fmt: skip
+    if token is None:
+        return None
+    action.refresh_from_db()
     return action
 
 
@@ -393,25 +398,26 @@ def action_plan(*, action_id: int, lease: str) -> Plan | Refused:
     action = _locked(action_id)
     if action.status != ActionStatus.RUNNING or action.lease_token != lease:
         return Refused("lease_lost", "Another execution took this action over.")
-    environment, version = action.environment, action.version
+    environment, version, model = action.environment, action.version, action.model
     requester = action.requested_by
     verdict = selectors.gate_for(version=version, environment=environment, kind=action.kind)
     action.gate = verdict.as_dict() if verdict is not None else None
+    # what is live, read once: the refusal checks judge it, and the plan acts on it
+    deployments = selectors.current_pair(environment=environment, model=model)
     if requester is None:
         refusal: DomainError | None = NotPermitted("The person who asked for this action no longer exists.")
     else:
         refusal = selectors.action_refusal(
-            requester, environment=environment, version=version, kind=action.kind, verdict=verdict, acting=action
-        )
+            requester, environment=environment, version=version, kind=action.kind, verdict=verdict, acting=action,
+            deployments=deployments,
+        )  # fmt: skip
     if refusal is not None:
         _append(action, "gate", refusal.detail, status="refused")
         _end(action, status=ActionStatus.REFUSED, code=refusal.code, message=refusal.detail)
         return Refused(refusal.code, refusal.detail)
     _append(action, "gate", verdict.summary if verdict is not None else "Retiring needs no gate.")
     action.save(update_fields=["gate", "steps"])
-    model = action.model
-    live = selectors.current(environment=environment, model=model)
-    canary = selectors.current(environment=environment, model=model, state=DeploymentState.CANARY)
+    live, canary = deployments
     trusted = Membership.objects.filter(
         user_id=version.created_by_id, team_id=model.team_id, role__in=roles_for(Capability.VERSION_CREATE)
     ).exists()
@@ -432,16 +438,25 @@ def action_succeed(*, action_id: int, lease: str, artifact_sha256: str = "", not
     if action.status != ActionStatus.RUNNING or action.lease_token != lease:
         return None
     now, environment, version, model = timezone.now(), action.environment, action.version, action.model
-    live = selectors.current(environment=environment, model=model)
-    canary = selectors.current(environment=environment, model=model, state=DeploymentState.CANARY)
-    touched = {version.pk: version}
+    live, canary = selectors.current_pair(environment=environment, model=model)
+    # The versions whose stage follows what is live, locked in one read, in id order and before anything here
+    # takes the audit chain head (the lock order of governance/audit/services.py); with their model, which
+    # the stage's audit record names.
+    versions = {
+        v.pk: v
+        for v in ModelVersion.objects.select_for_update(of=("self",))
+        .select_related("model")
+        .filter(pk__in={version.pk} | {d.version_id for d in (live, canary) if d is not None})
+        .order_by("pk")
+    }
+    touched = {version.pk: versions[version.pk]}
     gate = action.gate or {}
 
     def end(deployment: Deployment | None) -> None:
         if deployment is not None:
             deployment.until, deployment.ended_by_action = now, action
             deployment.save(update_fields=["until", "ended_by_action"])
-            touched[deployment.version_id] = deployment.version
+            touched[deployment.version_id] = versions[deployment.version_id]
 
     def start(state: str, percent: int) -> None:
         Deployment.objects.create(
@@ -502,10 +517,16 @@ def _revision_id(gate: dict) -> int | None:
 
 def _follow_lifecycle(versions, *, actor, action: DeploymentAction) -> None:
     """A version is deployed while it is live (or a canary) somewhere, and leaves that stage when it
-    is live nowhere: back to approved, or retired when this action retired it."""
+    is live nowhere: back to approved, or retired when this action retired it. ``versions``: locked
+    by the caller (``select_for_update``) before its deployments' writes."""
+    versions = list(versions)
+    live_somewhere = set(
+        Deployment.objects.filter(version__in=[v.pk for v in versions], until__isnull=True).values_list(
+            "version_id", flat=True
+        )
+    )
     for version in versions:
-        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        live = Deployment.objects.filter(version=version, until__isnull=True).exists()
+        live = version.pk in live_somewhere
         to = None
         if live and version.stage == Stage.APPROVED:
             to = Stage.DEPLOYED
@@ -867,12 +888,26 @@ def drift_record(
     return {"found": len(found), "resolved": len(gone), "open": len(now)}
 
 
+def _deployers(team_id: int):
+    """The active users who may deploy the team's models (its operators and admins)."""
+    from django.contrib.auth import get_user_model
+
+    from governance.accounts.capabilities import roles_for
+
+    return (
+        get_user_model()
+        .objects.filter(
+            is_active=True, memberships__team_id=team_id, memberships__role__in=roles_for(Capability.DEPLOY)
+        )
+        .distinct()
+    )
+
+
 def _notify_drift(environment: Environment, item: dict) -> None:
     """The owning team's operators and admins; site administrators for a model no team owns, and for a
     backend that does not answer (with the teams that have something live there)."""
     from django.contrib.auth import get_user_model
 
-    from governance.accounts.capabilities import roles_for
     from governance.notifications import services as notifications
     from governance.notifications.models import EventKind
 
@@ -889,9 +924,7 @@ def _notify_drift(environment: Environment, item: dict) -> None:
                                                                                                           flat=True))
             )  # fmt: skip
     for team_id in teams:
-        audiences[team_id] = users.filter(
-            memberships__team_id=team_id, memberships__role__in=roles_for(Capability.DEPLOY)
-        ).distinct()
+        audiences[team_id] = _deployers(team_id)
     what = item["release"] or "the backend"
     for team_id, recipients in audiences.items():
         notifications.notify(
@@ -994,4 +1027,30 @@ def _canary_action(canary: Deployment, *, kind: str, version: ModelVersion, verd
     Deployment.objects.filter(pk=canary.pk, until__isnull=True).update(
         stats={**(canary.stats or {}), "decision": decision}
     )
+    _notify_canary(canary, decision)
     return action
+
+
+def _notify_canary(canary: Deployment, decision: dict[str, Any]) -> None:
+    """Tell the owning team's operators and admins what the watch decided about a canary, or that the
+    decision was refused (the canary then goes on serving its share until someone acts)."""
+    from governance.notifications import services as notifications
+    from governance.notifications.models import EventKind
+
+    environment, what = canary.environment, f"v{canary.version.number} of {canary.model.name}"
+    if decision.get("refused"):
+        title = f"Canary {what} in {environment.name}: automatic {decision['kind']} refused"
+        body = (
+            f"{decision['verdict']} The {decision['kind']} asked for on behalf of whoever started the canary "
+            f"was refused: {decision['message']} The canary goes on serving its share until someone acts."
+        )
+    else:
+        done = "rolled back" if decision["kind"] == ActionKind.ROLLBACK else "promoted"
+        title = f"Canary {what} in {environment.name} is being {done} by its health policy"
+        body = f"{decision['verdict']} Action #{decision['action']} was asked for on behalf of whoever started it."
+    notifications.notify(
+        event=EventKind.SERVING_CANARY, team_id=canary.model.team_id, title=title, body=body,
+        url=environment.get_absolute_url(), recipients=list(_deployers(canary.model.team_id)),
+        payload={"environment": environment.name, "model": canary.model_id, "version": canary.version_id,
+                 "decision": decision},
+    )  # fmt: skip
