@@ -17,6 +17,10 @@ same run:
    predict. One warm-up of each first, then rounds interleaved (the order flips every round). Also
    printed: request -> action succeeded (the worker also unloads the replaced release and records
    the outcome), and where the time goes, from the action's own step log. Target: <= 1.5x.
+   Charter's part is mostly a fixed cost (the request, the queue, the checks again in the worker, each
+   a few dozen SQL statements) plus the copy and sha256 of the bytes: ``--model all`` prints the
+   figure for each model in turn and then side by side, to show how it compares with loads of 1 KB to
+   58 MB.
 2. **Predictions per second** through the release Charter deployed against the same file loaded in
    the same MLServer directly, with the same client (N threads, a closed loop over keep-alive
    connections), the same payload bytes, interleaved A/B rounds; with MLServer's CPU per request
@@ -29,6 +33,7 @@ same run:
     .venv/bin/python bench/serving.py                              # about 75 s on 2 cores
     .venv/bin/python bench/serving.py --model logreg               # the tests' tiny model (~1 KB)
     .venv/bin/python bench/serving.py --model forest-large         # ~58 MB: where per-byte costs show
+    .venv/bin/python bench/serving.py --model all --rounds 2       # figure 1 for the three, side by side
     .venv/bin/python bench/serving.py --deploys 3 --rounds 2 --seconds 1   # quick
 """
 
@@ -66,9 +71,10 @@ MODELS = {
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=list(MODELS), default="forest",
+    parser.add_argument("--model", choices=[*MODELS, "all"], default="forest",
                         help="logreg: the serving tests' LogisticRegression (~1 KB); forest: a RandomForest of 100 "
-                        "trees of depth 10 (~1.7 MB); forest-large: 200 unbounded trees on noisy labels (~58 MB)")  # fmt: skip
+                        "trees of depth 10 (~1.7 MB); forest-large: 200 unbounded trees on noisy labels (~58 MB); "
+                        "all: figure 1 for each of them in turn, then a table of the three (figure 2 with the last)")  # fmt: skip
     parser.add_argument("--deploys", type=int, default=5, help="timed deploys (and as many reference loads)")
     parser.add_argument("--threads", type=int, default=4, help="client threads of the throughput loop")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one throughput round")
@@ -207,7 +213,8 @@ def stop_worker(worker: subprocess.Popen) -> None:
 
 
 def seed(kind: str, n_versions: int, probe: dict):
-    """A team, its people, a model under a policy without gates, and ``n_versions`` approved versions."""
+    """A team, its people, a model under a policy without gates, and ``n_versions`` approved versions
+    (the model named after ``kind``: each kind's releases have their own names in the one MLServer)."""
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -234,7 +241,7 @@ def seed(kind: str, n_versions: int, probe: dict):
         user.__dict__.pop("_charter_roles", None)
     author, approver, operator = people[Role.AUTHOR], people[Role.APPROVER], people[Role.OPERATOR]
     with audit_context(source="cli", actor=author):
-        model = registry.model_create(actor=author, team=team, name="bench-serving")
+        model = registry.model_create(actor=author, team=team, name=f"bench-{kind}")
     with audit_context(source="cli", actor=root):
         approvals.policy_assign(actor=root, policy=policy, model=model)
     versions, contents = [], trained(kind, n_versions)
@@ -302,9 +309,9 @@ def phases(run: dict) -> dict[str, float]:
     """Where a deploy's time went, from the action's timestamps (seconds; server clock = this clock)."""
     action, wall = run["action"], run["wall"]
     at = {s["step"]: dt.datetime.fromisoformat(s["at"]).timestamp() - wall for s in action.steps}
-    marks = [("request (POST answered)", run["posted"]), ("queue: picked up by the worker", action.started_at.timestamp() - wall)]  # fmt: skip
+    marks = [("request (POST answered)", run["posted"])]
     for step, label in (
-        ("start", "lease taken, 'start' logged"),
+        ("start", "queue: picked up, lease taken, 'start' logged"),  # the worker starts as the request commits
         ("gate", "gate re-evaluated, refusal checks"),
         ("artifact", "artifact re-read + sha256 (temp copy)"),
         ("deploy", "backend.deploy: copy+hash, settings, load"),
@@ -428,135 +435,173 @@ def main() -> None:
         shutil.rmtree(serving_dir, ignore_errors=True)
 
 
-def run(args, server, port: int) -> None:  # noqa: PLR0915 (one measurement after the other)
-    import importlib
-
+def run(args, server, port: int) -> None:
     import mlserver
     import sklearn
+
+    kinds = list(MODELS) if args.model == "all" else [args.model]
+    heading(f"Serving: deploy latency and predictions/s, {', '.join(kinds)} model{'s' if len(kinds) > 1 else ''}, "
+            f"MLServer {mlserver.__version__}, scikit-learn {sklearn.__version__}")  # fmt: skip
+    worker = None
+    try:
+        measured = []
+        for kind in kinds:
+            seeded = seeded_model(args, kind, server)
+            if worker is None:
+                worker = start_worker()
+            mlserver_http = Http(port)  # connected after the seeding: MLServer drops a connection idle for 5 s
+            measured.append(deploy_latency(args, kind, seeded, mlserver_http))
+        if len(measured) > 1:
+            amortised(measured)
+        throughput(args, server, port, measured[-1], mlserver_http)
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+        purge_queues("deploy", "default")
+
+
+def seeded_model(args, kind: str, server) -> dict:
+    """The database wiped and seeded with ``1 + args.deploys`` approved versions of ``kind``; the
+    reference's copies of the same files placed (untimed) beside Charter's in MLServer's repository."""
+    import importlib
+
     from django.apps import apps
+
+    wipe()
+    # the wipe empties the serving tables too: the environments the migration creates, again
+    importlib.import_module("governance.serving.migrations.0002_default_environments").create(apps, None)
+    purge_queues("deploy", "default")
+    X = training_data(MODELS[kind][0], seed=99, n=args.batch)[0]
+    n_versions = 1 + args.deploys  # the first one warms the worker up
+    started = time.perf_counter()
+    versions, contents, secret = seed(kind, n_versions, oip(X[:1]))
+    purge_queues("deploy", "default")  # what the seeding queued (inspections, notifications): no worker for those
+    print(f"{kind}: {n_versions} versions registered, inspected, approved and probed in "
+          f"{time.perf_counter() - started:.1f} s; artifact {len(contents[0]) / 1024:,.0f} KiB")  # fmt: skip
+    for i, content in enumerate(contents):
+        place_by_hand(server.directory, f"bare-{kind}-{i}", content)
+    return {"versions": versions, "contents": contents, "secret": secret, "payload": json.dumps(oip(X)).encode()}
+
+
+def deploy_latency(args, kind: str, seeded: dict, mlserver_http: Http) -> dict:
+    """Figure 1 for one model: the reference and Charter's deploys, interleaved, after one warm-up of each."""
     from django.test import Client
 
     from governance.serving.models import Environment
     from governance.serving.services import release_of
 
-    heading(f"Serving: deploy latency and predictions/s, {args.model} model, MLServer {mlserver.__version__}, "
-            f"scikit-learn {sklearn.__version__}")  # fmt: skip
-    wipe()
-    # the wipe empties the serving tables too: the environments the migration creates, again
-    importlib.import_module("governance.serving.migrations.0002_default_environments").create(apps, None)
-    purge_queues("deploy", "default")
-    X = training_data(MODELS[args.model][0], seed=99, n=args.batch)[0]
-    probe = oip(X[:1])
-    payload = json.dumps(oip(X)).encode()
-    n_versions = 1 + args.deploys  # the first one warms the worker up
-    started = time.perf_counter()
-    versions, contents, secret = seed(args.model, n_versions, probe)
-    purge_queues("deploy", "default")  # what the seeding queued (inspections, notifications): no worker for those
-    print(f"{n_versions} versions registered, inspected, approved and probed in {time.perf_counter() - started:.1f} s; "
-          f"artifact {len(contents[0]) / 1024:,.0f} KiB")  # fmt: skip
-    repository = server.directory
-    for i, content in enumerate(contents):  # the reference's files, placed (untimed) beside Charter's
-        place_by_hand(repository, f"bare-{i}", content)
+    versions, payload = seeded["versions"], seeded["payload"]
     environment_id = Environment.objects.get(name=ENVIRONMENT).pk
-    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {secret}")
-    mlserver_http = Http(port)
+    client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {seeded['secret']}")
 
-    worker = start_worker()
-    try:
-        # warm-ups: MLServer's sklearn runtime, the worker's imports and connections
-        bare_warm = load_and_predict(mlserver_http, "bare-0", payload)
-        charter_warm = deploy_through_charter(client, environment_id, versions[0], release_of(versions[0]).name,
-                                              mlserver_http, payload, args.poll)  # fmt: skip
-        picked = charter_warm["action"].started_at.timestamp() - charter_warm["wall"]
-        print(f"warm-up (not counted): reference {ms(bare_warm)} (MLServer imports its sklearn runtime), "
-              f"Charter {ms(charter_warm['first'])} (the new worker picked it up after {ms(picked)})")  # fmt: skip
-        unload(mlserver_http, "bare-0")
+    def charter_deploy(version) -> dict:
+        return deploy_through_charter(client, environment_id, version, release_of(version).name, mlserver_http,
+                                      payload, args.poll)  # fmt: skip
 
-        bare, charter = [], []
-        for i in range(1, n_versions):
-            order = ("bare", "charter") if i % 2 else ("charter", "bare")
-            for side in order:
-                if side == "bare":
-                    bare.append(load_and_predict(mlserver_http, f"bare-{i}", payload))
-                    unload(mlserver_http, f"bare-{i}")
-                else:
-                    version = versions[i]
-                    charter.append(deploy_through_charter(client, environment_id, version,
-                                                          release_of(version).name, mlserver_http, payload, args.poll))  # fmt: skip
+    # warm-ups: MLServer's sklearn runtime, the worker's imports and connections
+    bare_warm = load_and_predict(mlserver_http, f"bare-{kind}-0", payload)
+    charter_warm = charter_deploy(versions[0])
+    picked = charter_warm["action"].started_at.timestamp() - charter_warm["wall"]
+    print(f"warm-up (not counted): reference {ms(bare_warm)} (MLServer imports its sklearn runtime), "
+          f"Charter {ms(charter_warm['first'])} (the worker picked it up after {ms(picked)})")  # fmt: skip
+    unload(mlserver_http, f"bare-{kind}-0")
 
-        heading(f"1. Deploy request -> first successful prediction ({args.deploys} deploys, each a new version "
-                "replacing the live one)")  # fmt: skip
-        firsts = [r["first"] for r in charter]
-        succeeded = [r["succeeded"] for r in charter]
-        print(f"reference: MLServer load + first predict, same file, same server:  {spread(bare)}")
-        print(f"Charter:   POST deploy -> first 200 from the new release:        {spread(firsts)}")
-        print(f"           POST deploy -> action 'succeeded' recorded:           {spread(succeeded)}")
-        print(f"           polls of the new release before it answered: median {median([r['polls'] for r in charter]):.0f} "
-              f"(every {args.poll * 1000:.0f} ms)")  # fmt: skip
-        print(
-            "\nwhere a Charter deploy's time goes (median over the deploys; each phase ends at the step's log entry):"
-        )
-        split = [phases(r) for r in charter]
-        for label in split[-1]:
-            values = [s[label] for s in split if label in s]
-            print(f"  {label:<50} {ms(median(values)):>10}")
-        ratio = median(firsts) / median(bare)
-        print(f"\nratio first prediction / reference (medians): {ratio:.2f}x (target <= 1.5x) -> "
-              f"{'MEETS' if ratio <= 1.5 else 'MISSES'}")  # fmt: skip
-        print(f"ratio action succeeded / reference (medians): {median(succeeded) / median(bare):.2f}x")
+    bare, charter = [], []
+    for i in range(1, len(versions)):
+        order = ("bare", "charter") if i % 2 else ("charter", "bare")
+        for side in order:
+            if side == "bare":
+                bare.append(load_and_predict(mlserver_http, f"bare-{kind}-{i}", payload))
+                unload(mlserver_http, f"bare-{kind}-{i}")
+            else:
+                charter.append(charter_deploy(versions[i]))
 
-        heading(f"2. Predictions per second: {args.threads} client threads, closed loop, {args.batch} row(s) a "
-                f"request, {args.rounds} x {args.seconds:.0f} s per side, interleaved")  # fmt: skip
-        live = release_of(versions[-1]).name
-        direct = "direct"
-        place_by_hand(repository, direct, contents[-1])
-        load_and_predict(mlserver_http, direct, payload)
-        paths = {"Charter-deployed": f"/v2/models/{live}/infer", "loaded directly": f"/v2/models/{direct}/infer"}
-        loop = {"threads": args.threads, "server_pid": server.pid}
-        for name, path in paths.items():  # warm both
-            closed_loop(port, {name: path}, payload, seconds=1.0, **loop)
-        names = list(paths)
-        rates: dict[str, list[float]] = {name: [] for name in names}
-        cpus: dict[str, list[float]] = {name: [] for name in names}
-        latencies: dict[str, list[float]] = {name: [] for name in names}
-        errors = dict.fromkeys(names, 0)
-        for r in range(args.rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                window = closed_loop(port, {name: paths[name]}, payload, seconds=args.seconds, **loop)
-                rates[name].append(window.rate(name))
-                cpus[name].append(window.cpu_per_request())
-                latencies[name].extend(window.latencies[name])
-                errors[name] += window.errors[name]
-        for name in names:
-            lat = latencies[name]
-            print(f"{name:<17} {median(rates[name]):7.1f} req/s (min {min(rates[name]):.0f}, max {max(rates[name]):.0f})"
-                  f"  MLServer CPU {ms(median(cpus[name]))}/req  p50 {ms(percentile(lat, 50))}"
-                  f"  p99 {ms(percentile(lat, 99))}  errors {errors[name]}")  # fmt: skip
+    heading(f"1. Deploy request -> first successful prediction, {kind} model ({args.deploys} deploys, each a new "
+            "version replacing the live one)")  # fmt: skip
+    firsts = [r["first"] for r in charter]
+    succeeded = [r["succeeded"] for r in charter]
+    print(f"reference: MLServer load + first predict, same file, same server:  {spread(bare)}")
+    print(f"Charter:   POST deploy -> first 200 from the new release:        {spread(firsts)}")
+    print(f"           POST deploy -> action 'succeeded' recorded:           {spread(succeeded)}")
+    print(f"           polls of the new release before it answered: median {median([r['polls'] for r in charter]):.0f} "
+          f"(every {args.poll * 1000:.0f} ms)")  # fmt: skip
+    print("\nwhere a Charter deploy's time goes (median over the deploys; each phase ends at the step's log entry):")
+    split = [phases(r) for r in charter]
+    for label in split[-1]:
+        values = [s[label] for s in split if label in s]
+        print(f"  {label:<50} {ms(median(values)):>10}")
+    ratio = median(firsts) / median(bare)
+    print(f"\nratio first prediction / reference (medians): {ratio:.2f}x (target <= 1.5x) -> "
+          f"{'MEETS' if ratio <= 1.5 else 'MISSES'}")  # fmt: skip
+    print(f"ratio action succeeded / reference (medians): {median(succeeded) / median(bare):.2f}x")
+    return {"kind": kind, "size": len(seeded["contents"][0]), "bare": bare, "firsts": firsts, "succeeded": succeeded,
+            **seeded}  # fmt: skip
 
-        def ratios(values: dict[str, list[float]]) -> str:
-            pairs = [a / b for a, b in zip(values[names[0]], values[names[1]], strict=True)]
-            return (f"{median(values[names[0]]) / median(values[names[1]]):.3f}x of the medians; round pairs: median "
-                    f"{median(pairs):.3f}x, range {min(pairs):.3f}-{max(pairs):.3f}")  # fmt: skip
 
-        # both at once: whatever else the machine does hits both sides alike. A closed loop on one server
-        # shares out the throughput, so the per-model time MLServer itself measures is the sharper figure.
-        names_on_server = {names[0]: live, names[1]: direct}
-        before = server_metrics(server)
-        both = closed_loop(port, paths, payload, seconds=args.seconds * args.rounds, **loop)
-        after = server_metrics(server)
-        infer = {n: (after[m].duration_seconds_sum - before[m].duration_seconds_sum)
-                    / max(after[m].requests - before[m].requests, 1) for n, m in names_on_server.items()}  # fmt: skip
-        print(f"side by side, {args.threads} threads on each at once for {both.seconds:.0f} s: "
-              + ", ".join(f"{n} {both.rate(n):.1f} req/s (p50 {ms(percentile(both.latencies[n], 50))}, "
-                          f"MLServer's own infer time {ms(infer[n])})" for n in names)
-              + f", errors {sum(both.errors.values())}")  # fmt: skip
-        print(f"\nratio Charter-deployed / loaded directly, req/s in rounds:   {ratios(rates)}")
-        print(f"ratio Charter-deployed / loaded directly, MLServer CPU/req:  {ratios(cpus)}")
-        cost = infer[names[0]] / infer[names[1]]
-        print(f"ratio Charter-deployed / loaded directly, MLServer infer time side by side: {cost:.3f}x (target 1.0x)")
-    finally:
-        stop_worker(worker)
-        purge_queues("deploy", "default")
+def amortised(measured: list[dict]) -> None:
+    """Figure 1 of every model side by side: Charter's fixed cost against the load it adds to."""
+    heading("1. Deploy request -> first successful prediction, all models (medians, target <= 1.5x)")
+    print(f"{'model':<13} {'artifact':>11} {'reference':>11} {'Charter':>11} {'Charter - reference':>20} {'ratio':>7}")
+    for m in measured:
+        bare, first = median(m["bare"]), median(m["firsts"])
+        print(f"{m['kind']:<13} {m['size'] / 1024:>7,.0f} KiB {ms(bare):>11} {ms(first):>11} {ms(first - bare):>20} "
+              f"{first / bare:>6.2f}x  {'MEETS' if first / bare <= 1.5 else 'MISSES'}")  # fmt: skip
+
+
+def throughput(args, server, port: int, measured: dict, mlserver_http: Http) -> None:
+    """Figure 2, with the last model measured: its live release against the same file loaded directly."""
+    from governance.serving.services import release_of
+
+    payload = measured["payload"]
+    heading(f"2. Predictions per second, {measured['kind']} model: {args.threads} client threads, closed loop, "
+            f"{args.batch} row(s) a request, {args.rounds} x {args.seconds:.0f} s per side, interleaved")  # fmt: skip
+    live = release_of(measured["versions"][-1]).name
+    direct = f"direct-{measured['kind']}"
+    place_by_hand(server.directory, direct, measured["contents"][-1])
+    load_and_predict(mlserver_http, direct, payload)
+    paths = {"Charter-deployed": f"/v2/models/{live}/infer", "loaded directly": f"/v2/models/{direct}/infer"}
+    loop = {"threads": args.threads, "server_pid": server.pid}
+    for name, path in paths.items():  # warm both
+        closed_loop(port, {name: path}, payload, seconds=1.0, **loop)
+    names = list(paths)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    errors = dict.fromkeys(names, 0)
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            window = closed_loop(port, {name: paths[name]}, payload, seconds=args.seconds, **loop)
+            rates[name].append(window.rate(name))
+            cpus[name].append(window.cpu_per_request())
+            latencies[name].extend(window.latencies[name])
+            errors[name] += window.errors[name]
+    for name in names:
+        lat = latencies[name]
+        print(f"{name:<17} {median(rates[name]):7.1f} req/s (min {min(rates[name]):.0f}, max {max(rates[name]):.0f})"
+              f"  MLServer CPU {ms(median(cpus[name]))}/req  p50 {ms(percentile(lat, 50))}"
+              f"  p99 {ms(percentile(lat, 99))}  errors {errors[name]}")  # fmt: skip
+
+    def ratios(values: dict[str, list[float]]) -> str:
+        pairs = [a / b for a, b in zip(values[names[0]], values[names[1]], strict=True)]
+        return (f"{median(values[names[0]]) / median(values[names[1]]):.3f}x of the medians; round pairs: median "
+                f"{median(pairs):.3f}x, range {min(pairs):.3f}-{max(pairs):.3f}")  # fmt: skip
+
+    # both at once: whatever else the machine does hits both sides alike. A closed loop on one server
+    # shares out the throughput, so the per-model time MLServer itself measures is the sharper figure.
+    names_on_server = {names[0]: live, names[1]: direct}
+    before = server_metrics(server)
+    both = closed_loop(port, paths, payload, seconds=args.seconds * args.rounds, **loop)
+    after = server_metrics(server)
+    infer = {n: (after[m].duration_seconds_sum - before[m].duration_seconds_sum)
+                / max(after[m].requests - before[m].requests, 1) for n, m in names_on_server.items()}  # fmt: skip
+    print(f"side by side, {args.threads} threads on each at once for {both.seconds:.0f} s: "
+          + ", ".join(f"{n} {both.rate(n):.1f} req/s (p50 {ms(percentile(both.latencies[n], 50))}, "
+                      f"MLServer's own infer time {ms(infer[n])})" for n in names)
+          + f", errors {sum(both.errors.values())}")  # fmt: skip
+    print(f"\nratio Charter-deployed / loaded directly, req/s in rounds:   {ratios(rates)}")
+    print(f"ratio Charter-deployed / loaded directly, MLServer CPU/req:  {ratios(cpus)}")
+    cost = infer[names[0]] / infer[names[1]]
+    print(f"ratio Charter-deployed / loaded directly, MLServer infer time side by side: {cost:.3f}x (target 1.0x)")
 
 
 if __name__ == "__main__":

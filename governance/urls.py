@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
+
+from governance.core.schema import SchemaView
 
 urlpatterns = [
     path("api/v1/", include(("governance.api_urls", "api"), namespace="api")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     # Swagger UI's start script is served from this path too (the split view), so the site's
     # Content-Security-Policy (script-src 'self') holds here as on every page
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -16,12 +16,18 @@ from types import SimpleNamespace
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.testcases import QuietWSGIRequestHandler
 from rest_framework.test import APIClient
 
 from governance.accounts import services as accounts
 from governance.accounts.models import Membership, Role, Team
 from governance.core.context import audit_context
 from governance.registry import services as registry
+
+# The live server (pytest-django's ``live_server``, Django's LiveServerThread) writes each response in
+# several small sends; with Nagle's algorithm on, on a kept-alive connection the later ones wait for the
+# client's delayed ACK: about 40 ms a request. Every browser and fuzz test paid it; no user does.
+QuietWSGIRequestHandler.disable_nagle_algorithm = True
 
 User = get_user_model()
 PASSWORD = "correct-horse-battery"

@@ -86,3 +86,37 @@ def test_the_docs_page_is_self_hosted(client):
         assert cdn not in html
     for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
         assert finders.find(f"drf_spectacular_sidecar/swagger-ui-dist/{asset}"), asset
+
+
+FIRST_SCHEMA_REQUESTS = """
+import os, threading
+import django
+django.setup()
+from django.test import Client
+start, codes = threading.Barrier(8), []
+def fetch():
+    client = Client(HTTP_HOST="localhost", raise_request_exception=False)
+    start.wait()
+    codes.append(client.get("/api/schema/").status_code)
+threads = [threading.Thread(target=fetch) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sorted(codes))
+"""
+
+
+def test_the_first_schema_requests_of_a_new_server_process_may_come_at_once():
+    """drf-spectacular's first generation in a process is not thread-safe; a threaded server (gunicorn's
+    gthread workers) took two first requests at once as a 500 (4 runs in 5 before the fix). Two fresh
+    processes, eight requests each at the same moment."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "governance.settings", "PYTHONPATH": str(root)}
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", FIRST_SCHEMA_REQUESTS], cwd=root, env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert out.stdout.strip().splitlines()[-1:] == [str([200] * 8)], out.stdout[-500:] + out.stderr[-2000:]

@@ -26,6 +26,7 @@ from tests.conftest import wait_for
 from tests.serving_support import NO_GATES, approved_version, deploy_worker, loaded, trained, worker_log
 from tests.test_serving_crash import _beat
 from tests.test_serving_e2e import act, finished, operator_client
+from workers.deploy import reconcile_backends
 
 pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("fast_passwords")]
 
@@ -111,16 +112,26 @@ def test_drift_on_a_real_mlserver_is_reported_once_and_recorded_when_gone(
     environment = Environment.objects.get(name="staging")
     # watched for a while after the deploy: a reconcile runs while the new release is loaded and not yet
     # recorded, and must not take an action in flight for drift
-    environment.observation_seconds, environment.min_requests = 2, 1_000_000
+    environment.observation_seconds, environment.min_requests = 4, 1_000_000
     environment.save(update_fields=["observation_seconds", "min_requests"])
     v1 = approved_version(api, users, served_model, seed=1)
     live = f"{endpoint_name(served_model)}-v1"
     ci = operator_client(api, users)
     with _beat(tmp_path, SERVING_RECONCILE_SECONDS=1), deploy_worker(serving_settings, mlservers) as proc:
-        deployed = finished(ci, act(ci, "deploy", v1).json()["id"], proc)
+        action_id = act(ci, "deploy", v1).json()["id"]
+
+        def probed() -> bool:
+            body = ci.get(f"/api/v1/deployment-actions/{action_id}/").json()
+            return any(step["step"] == "probe" for step in body["steps"])
+
+        # the worker (solo pool) is busy with the deploy: this reconcile runs here, while the new release is
+        # loaded, probed and watched, and not yet recorded as live
+        assert wait_for(probed, timeout=60, interval=0.05), worker_log(proc)
+        assert reconcile_backends.apply().get()["staging"] == {"found": 0, "resolved": 0, "open": 0}
+        assert ci.get(f"/api/v1/deployment-actions/{action_id}/").json()["status"] == "running"
+        deployed = finished(ci, action_id, proc)
         assert deployed["status"] == "succeeded", deployed
-        wait_runs(proc, 2)
-        assert runs(proc) >= 3, "no reconcile ran while the deploy was in flight"
+        wait_runs(proc, 2)  # and beat's, after it
         assert drift_events(environment) == [], "a deploy in flight, or done, was taken for drift"
 
         # a model loaded behind Charter's back: reported to the site administrators (no team owns it)
@@ -173,7 +184,6 @@ def test_an_unreachable_backend_is_reported_once_and_the_other_environments_are_
     superuser, users, serving_settings, mlservers, clean_staging
 ):
     from governance.serving import services
-    from workers.deploy import reconcile_backends
     from workers.serving.mlserver_process import free_port
 
     with audit_context(source="cli", actor=superuser):

@@ -21,7 +21,11 @@ What an operation documents itself (its description of a 404, say) is kept.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SCHEMA_KWARGS, SpectacularAPIView
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
@@ -81,3 +85,16 @@ def _closed(schema: dict[str, Any], schemas: dict[str, Any]) -> None:
         schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
     if schema.get("type") == "object" and "properties" in schema:
         schema.setdefault("additionalProperties", False)
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema/``, generated one request at a time per process: drf-spectacular loads its extension
+    classes lazily on the first generation and patches its settings while it generates, neither safe
+    for two threads at once (two first requests in a new threaded server: one 500 with AttributeError)."""
+
+    _generating = threading.Lock()
+
+    @extend_schema(**SCHEMA_KWARGS)  # as the parent's: left out of the schema (SERVE_INCLUDE_SCHEMA)
+    def get(self, request, *args, **kwargs):
+        with self._generating:
+            return super().get(request, *args, **kwargs)
