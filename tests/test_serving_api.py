@@ -69,6 +69,19 @@ def test_backends_and_environments_are_site_administrators_to_create(api, users)
     bad_probe = {**env, "name": "probed", "probe_payload": {"inputs": [{"name": "x"}]}}
     assert_error(admin.post("/api/v1/environments/", bad_probe, format="json"), 400)
     assert_error(admin.post("/api/v1/environments/", env, format="json"), 409, "name_taken")
+    # its health policy is a site administrator's to change, audited; not its name or its backend
+    url = f"/api/v1/environments/{r.json()['id']}/"
+    before = governed_state()
+    assert_error(team_admin.patch(url, {"canary_auto_promote": True}, format="json"), 403)
+    for bad in ({"name": "renamed"}, {"backend": backend.pk}, {"max_error_rate": 2}, {"canary_percent": 0},
+                {"probe_payload": {"inputs": [{"name": "x"}]}}):  # fmt: skip
+        assert_error(admin.patch(url, bad, format="json"), 400)
+    assert governed_state() == before
+    r = admin.patch(url, {"canary_auto_promote": True, "min_requests": 50}, format="json")
+    assert r.status_code == 200, r.content[:300]
+    assert (r.json()["canary_auto_promote"], r.json()["min_requests"], r.json()["name"]) == (True, 50, "gpu-prod")
+    changed = json.loads(AuditEvent.objects.get(action="serving.environment.update").changes)
+    assert (changed["before"]["canary_auto_promote"], changed["after"]["canary_auto_promote"]) == (False, True)
     # the default environments exist from the start, on the run command's local MLServers
     names = [e["name"] for e in viewer.get("/api/v1/environments/").json()["results"]]
     assert [n for n in names if n in ("staging", "production")] == ["staging", "production"]

@@ -83,6 +83,7 @@ class AuditAction(StrEnum):
     # serving
     SERVING_BACKEND_CREATE = "serving.backend.create", "registered a serving backend"
     SERVING_ENVIRONMENT_CREATE = "serving.environment.create", "created a serving environment"
+    SERVING_ENVIRONMENT_UPDATE = "serving.environment.update", "changed a serving environment's health policy"
     SERVING_PROBE_SET = "serving.probe.set", "set the probe request of"
     SERVING_ACTION = "serving.action", "asked to change what is live:"
     SERVING_ACTION_REFUSED = "serving.action.refused", "was refused a change of what is live:"

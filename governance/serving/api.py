@@ -93,9 +93,7 @@ class EnvironmentOut(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class EnvironmentIn(serializers.Serializer):
-    name = serializers.RegexField(services.NAME_RE.pattern, max_length=60, help_text=NAME_HELP)
-    backend = serializers.IntegerField(min_value=1, max_value=core_filters.MAX_ID)
+class EnvironmentPatchIn(serializers.Serializer):
     description = serializers.CharField(max_length=300, required=False, allow_blank=True)
     position = serializers.IntegerField(min_value=0, max_value=1000, required=False)
     probe_payload = ProbeField(required=False, allow_null=True)
@@ -107,6 +105,11 @@ class EnvironmentIn(serializers.Serializer):
     canary_auto_promote = serializers.BooleanField(
         required=False, help_text="Promote a canary by itself once it met the health policy over its window."
     )
+
+
+class EnvironmentIn(EnvironmentPatchIn):
+    name = serializers.RegexField(services.NAME_RE.pattern, max_length=60, help_text=NAME_HELP)
+    backend = serializers.IntegerField(min_value=1, max_value=core_filters.MAX_ID)
 
 
 @extend_schema_view(
@@ -148,6 +151,15 @@ class EnvironmentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         name = data.pop("name")
         environment = services.environment_create(actor=request.user, name=name, backend=backend, **data)
         return Response(EnvironmentOut(environment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change an environment's description or health policy (site administrators; not its name or backend)",
+        request=EnvironmentPatchIn, responses={200: EnvironmentOut, **errors(400, 403, 404)},
+    )  # fmt: skip
+    def partial_update(self, request, pk=None):
+        data = validated(EnvironmentPatchIn, request.data)
+        environment = services.environment_update(actor=request.user, environment=self.get_object(), **data)
+        return Response(EnvironmentOut(environment).data)
 
 
 class FiguresOut(serializers.Serializer):

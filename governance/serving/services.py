@@ -119,6 +119,31 @@ def environment_create(*, actor, name: str, backend: ServingBackend, **settings:
     return environment
 
 
+@transaction.atomic
+def environment_update(*, actor, environment: Environment, **settings: Any) -> Environment:
+    """Change an environment's description, position or health policy (site administrators); its name
+    and backend stay, since what is live there was deployed to that backend under that name. A change
+    applies to the next action and the watch's next reading, not to actions already running."""
+    _site_admin(actor, "change environments")
+    unknown = set(settings) - set(ENVIRONMENT_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown or unchangeable environment settings: {', '.join(sorted(unknown))}.", code="invalid"
+        )
+    if settings.get("probe_payload") is not None:
+        check_probe(settings["probe_payload"])
+    environment = Environment.objects.select_for_update().get(pk=environment.pk)
+    before = audit.snapshot(environment)
+    for field, value in settings.items():
+        setattr(environment, field, value)
+    environment.save(update_fields=list(settings) or None)
+    audit.record(
+        action=AuditAction.SERVING_ENVIRONMENT_UPDATE, obj=environment, before=before,
+        after=audit.snapshot(environment), actor=actor,
+    )  # fmt: skip
+    return environment
+
+
 def check_probe(payload) -> None:
     """An Open Inference Protocol v2 request body: ``{"inputs": [{"name", "shape", "datatype", "data"}]}``."""
     problem = None
