@@ -152,6 +152,7 @@ def test_only_team_admins_create_webhooks_and_the_secret_is_shown_once(api, user
         "approval.expiring",
         "artifact.integrity_failed",
         "serving.drift",
+        "serving.canary",
     ]
     assert created["is_active"] is True and created["created_by"] == "admin" and created["team"] == team.pk
 
