@@ -15,6 +15,8 @@ is JSON-safe plain data including Plotly figure specs. Every failure is an
 - ``data_quality``  profile / compare: does the evaluation data resemble the training data
 - ``figures``       the Plotly JSON builders
 - ``environment``   library_versions: what a run records about the libraries it ran with
+- ``benchmark``     benchmark: per batch size latency percentiles, throughput, memory and GPU use, on
+                    the CPU or the GPU (NVML), stopping when the p95 is stable or the budget is spent
 
 Heavy libraries (shap, lime, fairlearn, onnxruntime, xgboost, lightgbm) are imported inside the
 functions that need them, so importing an engine module stays cheap.
