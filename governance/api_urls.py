@@ -5,6 +5,7 @@ from governance.approvals import api as approvals
 from governance.audit.api import AuditEventViewSet
 from governance.compliance import api as compliance
 from governance.evaluations import api as evaluations
+from governance.hosts import api as hosts
 from governance.notifications import api as notifications
 from governance.registry.api import ModelViewSet, VersionViewSet
 from governance.serving import api as serving
@@ -35,5 +36,6 @@ notifications.register(router)
 evaluations.register(router)
 compliance.register(router)
 serving.register(router)
+hosts.register(router)
 
 urlpatterns = approvals.urlpatterns + compliance.urlpatterns + serving.urlpatterns + router.urls

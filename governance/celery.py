@@ -113,14 +113,15 @@ class AuditedTask(Task):
             return super().__call__(*args, **kwargs)
 
 
-def enqueue_on_commit(task_name: str, *args, actor=None, **kwargs) -> None:
+def enqueue_on_commit(task_name: str, *args, actor=None, queue: str | None = None, **kwargs) -> None:
     """Send the task named ``task_name`` once the current transaction commits, under the audit
     context open *now* (with ``actor`` as the requester when given). By name, so the web process
     never imports worker code (or its engines).
 
     The context is captured here because on-commit callbacks may run after the code that
     opened it (a request, a command) has already left it. A broker outage after the commit is
-    logged, not raised: the committed write stands and the task can be re-sent.
+    logged, not raised: the committed write stands and the task can be re-sent. ``queue`` overrides the
+    task's route (a benchmark goes to its compute host's own queue, ``host.<name>``).
     """
     import logging
 
@@ -138,7 +139,7 @@ def enqueue_on_commit(task_name: str, *args, actor=None, **kwargs) -> None:
             # spare Celery from building them with saferepr on every publish
             app.send_task(
                 task_name, args=args, kwargs={**kwargs, AUDIT_KWARG: carried},
-                argsrepr=repr(args), kwargsrepr=repr(sorted(kwargs)),
+                argsrepr=repr(args), kwargsrepr=repr(sorted(kwargs)), **({"queue": queue} if queue else {}),
             )  # fmt: skip
         except Exception:
             logging.getLogger(__name__).exception("Could not enqueue %s", task_name)

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "governance.evaluations",
     "governance.compliance",
     "governance.serving",
+    "governance.hosts",
 ]
 
 MIDDLEWARE = [
@@ -357,6 +358,13 @@ if SERVING_RECONCILE_SECONDS < 1:
 SERVING_WATCH_SECONDS = float(os.environ.get("SERVING_WATCH_SECONDS", "30"))
 if SERVING_WATCH_SECONDS < 1:
     raise ImproperlyConfigured("SERVING_WATCH_SECONDS is at least 1.")
+
+# Compute hosts (governance/hosts): online up to HOST_STALE_SECONDS after the host agent's last heartbeat,
+# stale up to HOST_OFFLINE_SECONDS, offline after that. The agent beats every 15 s by default.
+HOST_STALE_SECONDS = float(os.environ.get("HOST_STALE_SECONDS", "90"))
+HOST_OFFLINE_SECONDS = float(os.environ.get("HOST_OFFLINE_SECONDS", "300"))
+if not 1 <= HOST_STALE_SECONDS < HOST_OFFLINE_SECONDS:
+    raise ImproperlyConfigured("HOST_STALE_SECONDS is at least 1 and less than HOST_OFFLINE_SECONDS.")
 
 TASK_LEASE_SECONDS = float(os.environ.get("TASK_LEASE_SECONDS", "60"))
 TASK_LEASE_SWEEP_SECONDS = float(os.environ.get("TASK_LEASE_SWEEP_SECONDS", "30"))

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("governance.evaluations.urls")),
     path("", include("governance.compliance.urls")),
     path("", include("governance.serving.urls")),
+    path("", include("governance.hosts.urls")),
 ]
 
 handler400 = "governance.core.views.bad_request"

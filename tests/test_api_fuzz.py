@@ -52,7 +52,9 @@ def test_every_role_fuzzes_the_api_without_a_5xx_or_an_answer_off_schema(live_se
     tokens = {}
     for username in ROLES:
         with audit_context(source="cli", actor=users[username]):
-            token, secret = token_create(actor=users[username], name="fuzz", scopes=list(Scope.values))
+            # every scope but 'host', which no token may carry with another (and most roles may not hold)
+            scopes = [scope for scope in Scope.values if scope != Scope.HOST]
+            token, secret = token_create(actor=users[username], name="fuzz", scopes=scopes)
         tokens[username] = (token.pk, secret)
     run = partial(
         _schemathesis,

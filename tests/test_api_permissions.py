@@ -180,8 +180,11 @@ def test_the_table_covers_every_routed_endpoint():
         # tests/test_serving_api.py
         ("serving-backends", "list"), ("serving-backends", "retrieve"), ("serving-backends", "create"),
         ("environments", "list"), ("environments", "retrieve"), ("environments", "create"),
+        ("environments", "partial_update"),
         ("deployments", "list"), ("deployments", "retrieve"),
         ("deployment-actions", "list"), ("deployment-actions", "retrieve"), ("deployment-actions", "create"),
+        # tests/test_hosts_api.py
+        ("hosts", "list"), ("hosts", "retrieve"), ("hosts", "create"), ("hosts", "heartbeat"),
     }  # fmt: skip
     assert routed <= covered, f"endpoints without a row in the permission table: {sorted(routed - covered)}"
 

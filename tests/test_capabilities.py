@@ -59,6 +59,8 @@ README = {
     Capability.AUDIT_VERIFY: {Role.AUDITOR, Role.ADMIN},
     # "operator (deploys, rolls back, retires)", and the team's admin
     Capability.DEPLOY: {Role.OPERATOR, Role.ADMIN},
+    # "operator (... registers compute hosts)", and the team's admin
+    Capability.HOST_REGISTER: {Role.OPERATOR, Role.ADMIN},
 }
 
 

@@ -387,7 +387,7 @@ def test_the_timeline_shows_what_was_live_at_that_instant_and_not_what_came_late
 @pytest.mark.parametrize(
     "value",
     [
-        "yesterday", "2026-13-01T00:00", "2026-02-30T10:00", "99999-01-01T00:00", "2026-01-01T00:00:00+21:01",
+        "yesterday", "2026-13-01T00:00", "2026-02-30T10:00", "99999-01-01T00:00", "0001-01-01T00:00:00+21:01",
         "0001-01-01T00:00:00+01:00", "2026-01-01T25:00", "\x00", "1" * 500,
     ],
 )  # fmt: skip

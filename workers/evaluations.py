@@ -54,6 +54,14 @@ def _execute(run, *, lease: str, progress) -> str:
     from workers.engines.errors import EngineError
 
     run_id = run.pk
+    if run.kind == "benchmark" and _delivered_on() != services.queue_of(run):
+        # its figures would be taken for that host's: only the host's own worker measures them
+        services.run_fail(
+            run_id=run_id, code="wrong_host", lease=lease,
+            message=f"This benchmark is for {services.queue_of(run)}, but it reached a worker on "
+            f"{_delivered_on() or 'no queue'}; it was not run there.",
+        )  # fmt: skip
+        return "failed"
     try:
         with _artifact_file(run.version) as artifact_path:
             model = _load(run, artifact_path)
@@ -67,7 +75,7 @@ def _execute(run, *, lease: str, progress) -> str:
                 min_count=settings.EVALUATION_MIN_COUNT,
             )  # fmt: skip
         finished = services.run_finish(
-            run_id=run_id, result=result, figures=figures, environment=_environment(model),
+            run_id=run_id, result=result, figures=figures, environment=_environment(model, run),
             artifact_sha256=run.version.artifact_sha256, lease=lease,
         )  # fmt: skip
         return "succeeded" if finished is not None else "superseded"
@@ -90,6 +98,14 @@ def _execute(run, *, lease: str, progress) -> str:
             lease=lease,
         )  # fmt: skip
         return "failed"
+
+
+def _delivered_on() -> str | None:
+    """The queue the running task's message came from (``None`` when not delivered by a broker)."""
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    return ((getattr(request, "delivery_info", None) or {}).get("routing_key")) or None
 
 
 def _progress(run_id: int, *, lease: str, heartbeat: Heartbeat):
@@ -162,7 +178,18 @@ def _frame(run):
         raise EngineError(exc.code, exc.detail) from None
 
 
-def _environment(model) -> dict:
+def _environment(model, run) -> dict:
+    """Library versions, the machine, the model; for a benchmark, the registered compute host it ran on
+    (its name, labels and queue as the registry has them now: what a host class in a gate matches)."""
     from workers.engines.environment import environment
 
-    return {**environment(), "host": socket.gethostname(), "model": model.describe()}
+    recorded = {**environment(), "host": socket.gethostname(), "model": model.describe()}
+    if run.kind == "benchmark":
+        from governance.hosts.models import Host, queue_for
+
+        host = Host.objects.filter(name=(run.parameters or {}).get("host", "")).first()
+        if host is not None:
+            recorded["compute_host"] = {
+                "name": host.name, "labels": dict(host.labels or {}), "queue": queue_for(host.name),
+            }  # fmt: skip
+    return recorded

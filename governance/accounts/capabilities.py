@@ -38,6 +38,8 @@ class Capability(StrEnum):
     EVALUATION_REQUEST = "evaluation.request"
     # serving: deploy, canary, promote, roll back, retire, and a version's probe request
     DEPLOY = "serving.deploy"
+    # hosts: register a compute host (and own a host-scoped token for its agent)
+    HOST_REGISTER = "hosts.register"
     # accounts and audit
     TEAM_MANAGE = "team.manage"
     AUDIT_VERIFY = "audit.verify"
@@ -71,6 +73,8 @@ _ROLES: dict[Capability, frozenset[str]] = {
     Capability.EVALUATION_REQUEST: frozenset({Role.AUTHOR, Role.REVIEWER, Role.APPROVER, Role.ADMIN}),
     # what is live: operators (and admins) act; authors may not serve their own work
     Capability.DEPLOY: frozenset({Role.OPERATOR, Role.ADMIN}),
+    # compute hosts are shared hardware the platform team runs: operators and admins of any team register them
+    Capability.HOST_REGISTER: frozenset({Role.OPERATOR, Role.ADMIN}),
     # a team's name, members and webhooks
     Capability.TEAM_MANAGE: frozenset({Role.ADMIN}),
     Capability.AUDIT_VERIFY: frozenset({Role.AUDITOR, Role.ADMIN}),

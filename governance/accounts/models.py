@@ -20,6 +20,8 @@ class Scope(models.TextChoices):
     TRANSITION = "transition", "Move versions through the lifecycle"
     ADMIN = "admin", "Manage teams, memberships and tokens"
     DEPLOY = "deploy", "Deploy, canary, promote, roll back and retire versions"
+    # a host agent's own token: it may carry no other scope and reaches nothing but its host's calls
+    HOST = "host", "Register this machine as a compute host and send its heartbeats"
 
 
 class Team(models.Model):

@@ -13,7 +13,15 @@ from django.utils.text import slugify
 from governance.accounts.authentication import TOKEN_PREFIX, hash_token
 from governance.accounts.capabilities import Capability
 from governance.accounts.models import ApiToken, Membership, Role, Scope, Team
-from governance.accounts.permissions import require, require_scope, roles_by_team, token_scopes, token_team
+from governance.accounts.permissions import (
+    can,
+    can_anywhere,
+    require,
+    require_scope,
+    roles_by_team,
+    token_scopes,
+    token_team,
+)
 from governance.audit import services as audit
 from governance.audit.actions import AuditAction
 from governance.core.errors import Conflict, NotFound, NotPermitted, ValidationFailed
@@ -125,11 +133,28 @@ def token_create(
             + (f" Unknown: {', '.join(unknown)}." if unknown else ""),
             code="invalid_scope",
         )
+    if Scope.HOST in scopes and len(set(scopes)) > 1:
+        raise ValidationFailed(
+            "A token with the 'host' scope carries no other scope: create one token for the host agent and "
+            "another for anything else.",
+            code="host_scope_alone",
+            fields={"scopes": ["A host agent's token has the host scope and no other: choose host alone, or not at all."]},
+        )  # fmt: skip
     if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ValidationFailed(f"A token lives between 1 and {MAX_TOKEN_DAYS} days.", code="invalid_expiry")
     require_scope(actor, "admin")
     if team is not None and not actor.is_superuser and team.pk not in roles_by_team(actor):
         raise NotPermitted("You can only scope a token to a team you belong to.")
+    if Scope.HOST in scopes and not (
+        can(actor, Capability.HOST_REGISTER, team.pk)
+        if team is not None
+        else can_anywhere(actor, Capability.HOST_REGISTER)
+    ):
+        raise NotPermitted(
+            "Only operators and admins (of the token's team, or of any team for a token without one) and site "
+            "administrators may create a host token.",
+            code="host_register_not_permitted",
+        )
     # A token can only mint tokens no stronger than itself: no extra scopes, no wider team, no longer life.
     held = token_scopes(actor)
     now = timezone.now()

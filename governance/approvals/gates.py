@@ -13,6 +13,7 @@ check. Each such reason is a failed line of its own, first among the gates.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -315,14 +316,181 @@ def _left_out_text(judged: dict, rates: set[str]) -> str:
     return text
 
 
+# --- hardware benchmarks ------------------------------------------------------------------------
+# A benchmark run's result is workers.engines.benchmark's document (per batch size, latency in ms and
+# the GPU block its sampler filled; "device" says where the model ran); its environment carries the
+# registered compute host the worker ran on ({"compute_host": {"name", "labels", "queue"}}).
+
+BENCHMARK = "benchmark"
+_REQUEST_BENCHMARK = "POST /api/v1/evaluations/ with kind benchmark and parameters.host"
+
+
+def _compute_host(run) -> tuple[str, dict[str, str]]:
+    """The name and labels of the registered host a benchmark ran on, as its worker recorded them (the
+    name asked for in the parameters when the record has none)."""
+    environment = run.environment if isinstance(run.environment, dict) else {}
+    host = environment.get("compute_host") if isinstance(environment.get("compute_host"), dict) else {}
+    name = host.get("name") or (run.parameters or {}).get("host") or ""
+    labels = host.get("labels")
+    if isinstance(labels, list):  # ["gpu=h100", ...]
+        labels = dict(str(label).partition("=")[::2] for label in labels)
+    return str(name), ({str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {})
+
+
+def on_host_class(run, host_class: str) -> bool:
+    """Whether a benchmark ran on a host of the class: a ``key=value`` label the host carried, or its name."""
+    name, labels = _compute_host(run)
+    key, is_label, value = host_class.partition("=")
+    return labels.get(key) == value if is_label else name == host_class
+
+
+def _host_text(run) -> str:
+    name = _compute_host(run)[0] or ((run.result or {}).get("host") or {}).get("hostname") or "an unnamed host"
+    return str(name)
+
+
+def _class_text(host_class: str) -> str:
+    return f"a host labelled {host_class}" if "=" in host_class else f"the host {host_class}"
+
+
+def _ask(host_class: str | None, what: str) -> str:
+    """How to produce the missing benchmark."""
+    host = "a GPU host" if host_class is None else _class_text(host_class).removeprefix("the host ")
+    return f" Run one: {_REQUEST_BENCHMARK} naming {host} (GET /api/v1/hosts/){what}."
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _device(run) -> dict:
+    device = (run.result or {}).get("device")
+    return device if isinstance(device, dict) else {}
+
+
+def _on_gpu(run) -> bool:
+    return _device(run).get("type") == "cuda"
+
+
+def _gpu(run) -> dict:
+    gpu = _device(run).get("gpu")
+    return gpu if isinstance(gpu, dict) else {}
+
+
+def _ran_on(run) -> str:
+    """Where the benchmark ran the model: "on the CPU", or "on the GPU <name>"."""
+    if not _on_gpu(run):
+        return "on the CPU"
+    name = _gpu(run).get("name")
+    return f"on the GPU {name}" if name else "on a GPU"
+
+
+def _measured(run, batch_size: int) -> dict | None:
+    """The run's measurement at that batch size, when it has a p95."""
+    for entry in (run.result or {}).get("results") or []:
+        if (
+            isinstance(entry, dict) and entry.get("batch_size") == batch_size
+            and _number((entry.get("latency_ms") or {}).get("p95"))
+        ):  # fmt: skip
+            return entry
+    return None
+
+
+def _earlier_artifact(inputs: Inputs, accept) -> str:
+    """'; run #N … benchmarked an earlier artifact' when only a benchmark of another artifact matches."""
+    stale = next((r for r in inputs.runs if r.kind == BENCHMARK and accept(r)), None)
+    if stale is None or stale.artifact_sha256 == inputs.version.artifact_sha256:
+        return ""
+    return (
+        f" Run #{stale.pk} on {_host_text(stale)} benchmarked an earlier artifact ({stale.artifact_sha256[:12]}…), "
+        "which no longer counts."
+    )
+
+
 def _latency(gate: R.LatencyGate, inputs: Inputs) -> Line:
-    label = f"p95 latency <= {gate.p95_ms_max:g} ms on {gate.host_class}"
-    return Line(gate.kind, label, MISSING, f"No benchmark of this version on host class '{gate.host_class}' yet.")
+    size = gate.batch_size
+    label = f"p95 latency <= {gate.p95_ms_max:g} ms at batch size {size} on {gate.host_class}"
+    on_class = lambda run: on_host_class(run, gate.host_class)  # noqa: E731
+    run = _newest(inputs, BENCHMARK, lambda r: on_class(r) and _measured(r, size) is not None)
+    if run is None:
+        other = _newest(inputs, BENCHMARK, on_class)
+        if other is not None:
+            sizes = [e.get("batch_size") for e in (other.result or {}).get("results") or [] if isinstance(e, dict)]
+            found = (
+                f"Run #{other.pk} on {_host_text(other)} measured batch size(s) {', '.join(map(str, sizes)) or 'none'}"
+            )
+            detail = f"{found}, not {size}: no benchmark of this version on {_class_text(gate.host_class)} measured it."
+        else:
+            detail = f"No benchmark of this version's artifact has run on {_class_text(gate.host_class)} yet."
+            detail += _earlier_artifact(inputs, on_class)
+        return Line(gate.kind, label, MISSING, detail + _ask(gate.host_class, f", with {size} among its batch_sizes"))
+    entry = _measured(run, size)
+    p95 = float(entry["latency_ms"]["p95"])
+    where = _host_text(run) + (f" ({gate.host_class})" if "=" in gate.host_class else "")
+    detail = f"Run #{run.pk}: p95 {p95:.4g} ms at batch size {size} on {where}, {_ran_on(run)}"
+    if entry.get("stable") is False:
+        detail += f" (the p95 was not stable: stopped by {str(entry.get('stopped', '')).replace('_', ' ')})"
+    if p95 <= gate.p95_ms_max:
+        return Line(gate.kind, label, PASSED, detail + ".", _url(run))
+    return Line(gate.kind, label, FAILED, detail + f"; the policy allows at most {gate.p95_ms_max:g} ms.", _url(run))
+
+
+def _gpu_peak(run) -> tuple[float | None, str]:
+    """The run's peak GPU memory over its batch sizes, and whose: this process's where NVML reported
+    it at every batch size, else the whole device's (other processes included: an upper bound)."""
+    entries = [e for e in (run.result or {}).get("results") or [] if isinstance(e, dict)]
+    blocks = [e["gpu"] for e in entries if isinstance(e.get("gpu"), dict)]
+    mine = [b.get("process_memory_peak_bytes") for b in blocks]
+    if mine and all(_number(m) and m > 0 for m in mine):
+        return float(max(mine)), "the benchmark process's"
+    device = [b.get("device_memory_used_peak_bytes") for b in blocks if _number(b.get("device_memory_used_peak_bytes"))]
+    summary = ((run.result or {}).get("summary") or {}).get("gpu_memory_used_peak_bytes")
+    if not device and _number(summary):
+        device = [summary]
+    if device:
+        return float(max(device)), "the whole GPU's, other processes included"
+    return None, ""
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _gpu_memory(gate: R.GpuMemoryGate, inputs: Inputs) -> Line:
-    label = "Peak GPU memory fits the target host"
-    return Line(gate.kind, label, MISSING, "No benchmark has measured this version's peak GPU memory yet.")
+    where = f" on {gate.host_class}" if gate.host_class is not None else ""
+    label = f"Peak GPU memory leaves {gate.headroom:.0%} of the GPU free{where}"
+    if gate.host_class is None:
+        accept = lambda run: True  # noqa: E731
+    else:
+        accept = lambda run: on_host_class(run, gate.host_class)  # noqa: E731
+    run = _newest(inputs, BENCHMARK, lambda r: accept(r) and _on_gpu(r))
+    ask = _ask(gate.host_class, ", for a model the GPU runs (ONNX with onnxruntime-gpu, or XGBoost built with CUDA)")
+    if run is None:
+        cpu = _newest(inputs, BENCHMARK, accept)
+        if cpu is not None:
+            why = _device(cpu).get("reason")
+            detail = (
+                f"GPU memory was not measured: the newest benchmark{where}, run #{cpu.pk} on {_host_text(cpu)}, ran "
+                f"on the CPU{f' ({why})' if why else ''}."
+            )
+            return Line(gate.kind, label, MISSING, detail + ask, _url(cpu))
+        detail = f"No benchmark of this version's artifact has run{where} yet, so its GPU memory is not measured."
+        return Line(gate.kind, label, MISSING, detail + _earlier_artifact(inputs, accept) + ask)
+    gpu = _gpu(run)
+    peak, whose = _gpu_peak(run)
+    total = gpu.get("memory_total_bytes")
+    ran = f"Run #{run.pk} on {_host_text(run)} ran {_ran_on(run)}"
+    if peak is None or not _number(total) or total <= 0:
+        missing = "its peak GPU memory" if peak is None else "the GPU's total memory"
+        return Line(gate.kind, label, MISSING, f"{ran} but recorded no figure for {missing} (NVML).", _url(run))
+    limit = (1.0 - gate.headroom) * total
+    detail = (
+        f"{ran}: peak {_size(peak)} ({whose}) of {_size(total)} ({peak / total:.0%}); with {gate.headroom:.0%} "
+        f"headroom at most {_size(limit)} may be used"
+    )
+    if peak <= limit:
+        return Line(gate.kind, label, PASSED, detail + ".", _url(run))
+    return Line(gate.kind, label, FAILED, detail + f", {_size(peak - limit)} too much.", _url(run))
 
 
 def _preprocessing(gate: R.PreprocessingGate, inputs: Inputs) -> Line:

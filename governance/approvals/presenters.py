@@ -95,9 +95,13 @@ def gate_sentence(gate) -> str:
             + f", judged on {judged} over groups of at least {gate.min_group_size} rows."
         )  # fmt: skip
     if kind == "latency":
-        return f"p95 latency at most {gate.p95_ms_max:g} ms on host class “{gate.host_class}”."
+        return (
+            f"p95 latency at most {gate.p95_ms_max:g} ms at batch size {gate.batch_size} on host class "
+            f"“{gate.host_class}”, measured by a benchmark on such a host."
+        )
     if kind == "gpu_memory":
-        return "Peak GPU memory fits the target host."
+        where = f" on host class “{gate.host_class}”" if gate.host_class else ""
+        return f"Peak GPU memory{where} at most {1 - gate.headroom:.0%} of the GPU's memory ({gate.headroom:.0%} headroom)."
     if kind == "preprocessing_fingerprint":
         return "Serving preprocessing has the same fingerprint as training preprocessing."
     if kind == "rollback_target":

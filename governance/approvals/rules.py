@@ -103,14 +103,38 @@ class FairnessGate(_Gate):
     )
 
 
+# The largest batch a benchmark measures (workers/engines/benchmark.py's MAX_BATCH_SIZE).
+MAX_BATCH_SIZE = 65_536
+HostClass = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64,
+        description="A label the benchmarked host carried, as key=value (e.g. gpu=h100), or a host's name.",
+    ),
+]  # fmt: skip
+
+
 class LatencyGate(_Gate):
     kind: Literal["latency"]
-    host_class: Annotated[str, Field(min_length=1, max_length=64)]
+    host_class: HostClass
     p95_ms_max: float = Field(gt=0)
+    batch_size: int = Field(
+        default=1, ge=1, le=MAX_BATCH_SIZE,
+        description="The batch size (rows per predict call) whose p95 latency is judged; the benchmark must have "
+        "measured it.",
+    )  # fmt: skip
 
 
 class GpuMemoryGate(_Gate):
     kind: Literal["gpu_memory"]
+    host_class: HostClass | None = Field(
+        default=None, description="Judge only benchmarks run on hosts of this class; any host's when omitted."
+    )
+    headroom: float = Field(
+        default=0.2, ge=0, le=0.9,
+        description="The share of the GPU's memory that must stay free at the benchmark's peak: it passes when the "
+        "peak is at most (1 - headroom) times the GPU's total memory.",
+    )  # fmt: skip
 
 
 class PreprocessingGate(_Gate):
@@ -165,18 +189,22 @@ GATE_KINDS = (
 )  # fmt: skip
 
 
-# Gates nothing in Charter feeds yet: no run records latency or peak GPU memory, and there is no
-# benchmark evaluation kind to run. A policy naming one would leave that gate missing on every
-# version and block every review, so rules saved as a new revision (created, changed or proposed)
-# are refused (``refuse_unfed``). The one list, keyed ``kind`` or ``evaluation: <kind>``: issue 15
-# (registered GPU hosts and hardware benchmarks) removes an entry when what feeds it lands. A
-# revision stored before still parses (its gate shows as missing): nothing stored becomes unreadable.
-UNFED_GATES = {
-    "latency": "no benchmark records p95 latency per host class yet",
-    "gpu_memory": "no benchmark records peak GPU memory yet",
-    "evaluation: benchmark": "there is no benchmark evaluation to run yet",
+# What a policy may not name although the rules' schema knows it, refused when rules are saved as a
+# new revision (created, changed or proposed) by ``refuse_unfed``; a revision stored before still
+# parses (nothing stored becomes unreadable). Two separate lists:
+# - ``UNFED_GATES``: gates nothing in Charter feeds (keyed ``kind`` or ``evaluation: <kind>``). Such a
+#   gate would stay missing on every version and block every review (400 ``gate_not_fed``). Empty
+#   now: the benchmark evaluation (issue 15) feeds ``latency``, ``gpu_memory`` and ``evaluation:
+#   benchmark``; a gate kind added before what feeds it lands goes here until then.
+# - ``UNRUNNABLE_AUTO_EVALUATIONS``: evaluation kinds that cannot run automatically on every new
+#   version (400 ``auto_evaluation_not_runnable``). A benchmark runs on a compute host that its
+#   requester chooses per request (``parameters.host``), and a host may be offline when a version is
+#   registered; it is requested per version (and its gates then read it) instead.
+UNFED_GATES: dict[str, str] = {}
+UNRUNNABLE_AUTO_EVALUATIONS = {
+    "benchmark": "a benchmark runs on a compute host chosen with each request (parameters.host), which no "
+    "automatic run can choose",
 }
-_FED_LATER = "registered GPU hosts and their hardware benchmarks (issue 15) will feed it"
 
 
 def _unfed_key(gate) -> str:
@@ -184,27 +212,40 @@ def _unfed_key(gate) -> str:
 
 
 def refuse_unfed(rules: Rules) -> None:
-    """Refuse rules about to be stored as a new revision that name a gate (or an automatic
-    evaluation) nothing can feed yet: a 400 ``gate_not_fed`` naming each one."""
-    found = [
+    """Refuse rules about to be stored as a new revision that name a gate nothing can feed (400
+    ``gate_not_fed``) or an automatic evaluation that cannot run automatically (400
+    ``auto_evaluation_not_runnable``), naming each one."""
+    unfed = [
         (f"rules.gates.{i}", f"the '{_unfed_key(g)}' gate", UNFED_GATES[_unfed_key(g)])
         for i, g in enumerate(rules.gates)
         if _unfed_key(g) in UNFED_GATES
-    ] + [
-        (f"rules.auto_evaluations.{i}", f"the automatic '{k}' evaluation", UNFED_GATES[f"evaluation: {k}"])
-        for i, k in enumerate(rules.auto_evaluations)
-        if f"evaluation: {k}" in UNFED_GATES
     ]
-    if not found:
-        return
-    path, what, why = found[0]
-    more = f" (and {len(found) - 1} more like it)" if len(found) > 1 else ""
-    raise ValidationFailed(
-        f"The policy names {what} ({path.removeprefix('rules.')}){more}, which nothing can feed yet: {why}, so "
-        f"every review under the policy would wait forever. Remove it for now; {_FED_LATER}.",
-        code="gate_not_fed",
-        fields={p: f"Nothing can feed {w} yet: {y}; {_FED_LATER}." for p, w, y in found},
-    )
+    if unfed:
+        path, what, why = unfed[0]
+        raise ValidationFailed(
+            f"The policy names {what} ({path.removeprefix('rules.')}){_more(unfed)}, which nothing can feed: {why}, "
+            "so every review under the policy would wait forever. Remove it.",
+            code="gate_not_fed",
+            fields={p: f"Nothing can feed {w}: {y}." for p, w, y in unfed},
+        )
+    unrunnable = [
+        (f"rules.auto_evaluations.{i}", kind, UNRUNNABLE_AUTO_EVALUATIONS[kind])
+        for i, kind in enumerate(rules.auto_evaluations)
+        if kind in UNRUNNABLE_AUTO_EVALUATIONS
+    ]
+    if unrunnable:
+        path, kind, why = unrunnable[0]
+        raise ValidationFailed(
+            f"The policy asks for an automatic '{kind}' evaluation ({path.removeprefix('rules.')}){_more(unrunnable)} "
+            f"on every new version, which cannot run automatically: {why}. Remove it from auto_evaluations and "
+            f"request the {kind} per version (POST /api/v1/evaluations/); a policy may still name its gates.",
+            code="auto_evaluation_not_runnable",
+            fields={p: f"A '{k}' evaluation cannot run automatically: {y}." for p, k, y in unrunnable},
+        )
+
+
+def _more(found: list) -> str:
+    return f" (and {len(found) - 1} more like it)" if len(found) > 1 else ""
 
 
 class RoleRequirement(_Strict):
@@ -363,6 +404,10 @@ def _gate_key(gate) -> tuple:
     if isinstance(gate, FairnessGate):
         return (gate.kind, tuple(sorted(gate.features)))
     if isinstance(gate, LatencyGate):
+        # a p95 at one batch size says nothing about another: another batch size is another gate
+        return (gate.kind, gate.host_class, gate.batch_size)
+    if isinstance(gate, GpuMemoryGate):
+        # benchmarks on one host class say nothing about another (nor about "any host", or the reverse)
         return (gate.kind, gate.host_class)
     if isinstance(gate, ChecklistGate):
         return (gate.kind, gate.item)
@@ -373,6 +418,12 @@ def _gate_name(gate) -> str:
     key = _gate_key(gate)
     if isinstance(gate, FairnessGate):
         return f"fairness gate over {', '.join(key[1])}"
+    if isinstance(gate, LatencyGate):
+        return f"latency gate '{gate.host_class}'" + (
+            f" at batch size {gate.batch_size}" if gate.batch_size != 1 else ""
+        )
+    if isinstance(gate, GpuMemoryGate):
+        return "gpu memory gate" + (f" '{gate.host_class}'" if gate.host_class is not None else " (any host)")
     if len(key) > 1:
         return f"{gate.kind.replace('_', ' ')} gate '{key[1]}'"
     return f"{gate.kind.replace('_', ' ')} gate"
@@ -422,6 +473,8 @@ def _relaxed(old, new) -> str:
         )
     if isinstance(old, LatencyGate):
         return _upper_bound_relaxed("p95 latency maximum (ms)", old.p95_ms_max, new.p95_ms_max)
+    if isinstance(old, GpuMemoryGate):  # less headroom lets a bigger peak through
+        return _lower_bound_relaxed("GPU memory headroom", old.headroom, new.headroom)
     if isinstance(old, ChecklistGate):
         if new.text != old.text:
             return "its text changed, so ticks attest something else."

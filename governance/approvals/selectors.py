@@ -446,6 +446,14 @@ def review_runs(*, user, request: ApprovalRequest) -> tuple[dict[int, Evaluation
 # --- the gate ---------------------------------------------------------------------------------
 
 
+# What the gates read of a run; environment: a benchmark's compute host (name, labels), which the
+# latency and GPU-memory gates match.
+_GATE_RUN_FIELDS = (
+    "id", "kind", "result", "sensitive_features", "artifact_sha256", "finished_at", "version_id", "parameters",
+    "environment",
+)  # fmt: skip
+
+
 def gate_inputs_for(*, version: ModelVersion, environments, now=None) -> dict[str, gates.Inputs]:
     """What the gate looks at, per environment. What belongs to the version (evidence digest, ticks,
     runs, earlier served versions) is loaded once for all the environments."""
@@ -467,9 +475,7 @@ def gate_inputs_for(*, version: ModelVersion, environments, now=None) -> dict[st
     served_approvals = list(ApprovalRequest.objects.filter(version__in=served, status=RequestStatus.APPROVED))
     runs = list(
         EvaluationRun.objects.filter(version=version, status=EvaluationStatus.SUCCEEDED)
-        .only(
-            "id", "kind", "result", "sensitive_features", "artifact_sha256", "finished_at", "version_id", "parameters"
-        )  # fmt: skip
+        .only(*_GATE_RUN_FIELDS)
         .order_by("-finished_at", "-id")
     )
     card_exists = version.cards.exists()

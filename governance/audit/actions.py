@@ -94,6 +94,9 @@ class AuditAction(StrEnum):
     SERVING_DRIFT = "serving.drift", "found the backend serving something else than recorded for"
     SERVING_ACTION_RESTORE = "serving.action.restore", "put the backend back as recorded, after a lost worker:"
     SERVING_DRIFT_RESOLVED = "serving.drift.resolved", "found the backend serving again what is recorded for"
+    # compute hosts (a heartbeat is no event: one every few seconds per host would drown the log)
+    HOST_REGISTER = "host.register", "registered a compute host"
+    HOST_REREGISTER = "host.reregister", "registered again, with changes, a compute host"
     # notifications
     WEBHOOK_CREATE = "webhook.create", "created a webhook"
     WEBHOOK_UPDATE = "webhook.update", "edited a webhook"
@@ -127,6 +130,7 @@ DOMAINS = {
     "evaluation": "Evaluations",
     "compliance": "Regulatory mappings",
     "serving": "Serving",
+    "host": "Compute hosts",
     "webhook": "Webhooks",
     "team": "Teams",
     "membership": "Memberships",

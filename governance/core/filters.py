@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import django_filters
 from django import forms
@@ -11,18 +11,11 @@ from django_filters import fields
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 
-# PostgreSQL stores a time-zone displacement of at most 15:59 either way; Python parses up to 23:59
-# ("time zone displacement out of range" was a 500). Real offsets run from -12:00 to +14:00.
-MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
-
 
 def instant_problem(value: datetime) -> str | None:
-    """Why an aware datetime from outside is no instant Charter can compare with, or ``None``."""
-    offset = value.utcoffset()
-    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
-        minutes = int(abs(offset).total_seconds()) // 60
-        shown = f"{'-' if offset < timedelta(0) else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
-        return f"The time-zone offset {shown} is out of range: it must be within ±15:59 (UTC is +00:00)."
+    """Why an aware datetime from outside is no instant Charter can compare with, or ``None``. Any offset
+    Python parses (RFC 3339 allows up to ±23:59) is fine: the value reaches the database in UTC
+    (``as_utc``), never with an offset PostgreSQL could not store (it stops at ±15:59)."""
     try:
         value.astimezone(UTC)
     except OverflowError:

@@ -23,6 +23,7 @@ class EvaluationKind(models.TextChoices):
     PERFORMANCE = "performance", "Performance"
     ROBUSTNESS = "robustness", "Robustness"
     DATA_QUALITY = "data_quality", "Data quality"
+    BENCHMARK = "benchmark", "Benchmark (latency, throughput, memory on a host)"
 
 
 class RunStatus(models.TextChoices):

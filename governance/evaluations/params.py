@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from governance.core.errors import ValidationFailed
 
@@ -63,12 +63,41 @@ class DataQualityParams(_Params):
     pass
 
 
+HostName = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+
+
+class BenchmarkParams(_Params):
+    """The limits are the engine's (workers/engines/benchmark.py), which checks them again on the host."""
+
+    host: HostName = Field(description="The registered compute host to run on (GET /api/v1/hosts/).")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        default=[1, 8, 64], min_length=1, max_length=16, description="Rows per predict call, each measured."
+    )
+    warmup: int = Field(default=20, ge=0, le=10_000, description="Calls per batch size before timing starts.")
+    min_calls: int = Field(default=100, ge=1, le=1_000_000)
+    max_calls: int = Field(default=20_000, ge=1, le=1_000_000)
+    time_budget_seconds: float = Field(default=10.0, gt=0, le=600, description="Per batch size, warm-up excluded.")
+    p95_ci_width: float = Field(
+        default=0.05, gt=0, le=1, description="Stop once the p95's 95% interval is this narrow (share of the p95)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _calls_in_order(self):
+        if self.min_calls > self.max_calls:
+            raise ValueError("min_calls must not exceed max_calls")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise ValueError("batch_sizes must not repeat a size")
+        return self
+
+
 PARAMS = {
     "explainability": ExplainabilityParams,
     "fairness": FairnessParams,
     "performance": PerformanceParams,
     "robustness": RobustnessParams,
     "data_quality": DataQualityParams,
+    "benchmark": BenchmarkParams,
 }
 NEEDS_TARGET = {"fairness", "performance", "robustness"}
 NEEDS_SENSITIVE = {"fairness"}

@@ -67,6 +67,7 @@ def run_request(
             code="invalid_kind",
         )
     chosen = params.parse(kind, parameters)
+    queue = _benchmark_queue(chosen["host"]) if kind == EvaluationKind.BENCHMARK else None
     sensitive = list(dict.fromkeys(sensitive_features or []))
     if kind in params.NEEDS_TARGET and not target_column:
         raise ValidationFailed(
@@ -110,7 +111,7 @@ def run_request(
                 retain_data=retain_data, requested_by=actor,
             )  # fmt: skip
             audit.record(action=AuditAction.EVALUATION_REQUEST, obj=run, after=audit.snapshot(run), actor=actor)
-            enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=actor)
+            enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=actor, queue=queue)
             return Requested(run, True)
     except IntegrityError:  # the same evaluation requested at the same moment: the other request won
         data_storage().delete(stored.path)
@@ -287,8 +288,36 @@ def _recover(run: EvaluationRun, *, enqueue: bool) -> bool:
         actor=None,
     )  # fmt: skip
     if enqueue:
-        enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=run.requested_by)
+        enqueue_on_commit("workers.evaluations.run_evaluation", run.pk, actor=run.requested_by, queue=queue_of(run))
     return True
+
+
+def _benchmark_queue(host_name: str) -> str:
+    """The queue of the compute host a benchmark is to run on: refused unless the host is registered
+    and its agent has been heard from recently (a stale host may still answer; an offline one not)."""
+    from governance.hosts import selectors as hosts
+    from governance.hosts.models import Host, HostStatus, queue_for
+
+    host = Host.objects.filter(name=host_name).only("name", "last_heartbeat_at").first()
+    if host is None:
+        raise NotFound(f"No compute host named {host_name} is registered.", code="host_not_found")
+    if hosts.status_of(host.last_heartbeat_at) == HostStatus.OFFLINE:
+        seconds = int(hosts.thresholds().offline_after.total_seconds())
+        raise Conflict(
+            f"{host_name} is offline: its agent has not sent a heartbeat for over {seconds} s, so nothing would run "
+            "the benchmark. Start its host agent (manage.py host_agent) first.",
+            code="host_offline",
+        )
+    return queue_for(host.name)
+
+
+def queue_of(run: EvaluationRun) -> str | None:
+    """Where a run's message goes: a benchmark to its host's queue, the others by their route."""
+    if run.kind == EvaluationKind.BENCHMARK:
+        from governance.hosts.models import queue_for
+
+        return queue_for(str((run.parameters or {}).get("host", "")))
+    return None
 
 
 def _result_digest(kind: str, result: dict, figures: dict, artifact_sha256: str) -> str:

@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workers.engines import data_quality, explain, fairness, performance, privacy, robustness
+from workers.engines import benchmark, data_quality, explain, fairness, performance, privacy, robustness
 from workers.engines.data import validate
 from workers.engines.errors import EngineError
 from workers.engines.serialize import jsonable
 
 Progress = Callable[[float, str], None]
-KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality")
+KINDS = ("explainability", "fairness", "performance", "robustness", "data_quality", "benchmark")
 # Rows the Kernel explainer explains at least (tree and linear models explain every row).
 KERNEL_EXPLAIN_ROWS = 200
 # The parameter under which each kind reads the k of the privacy rule (set by ``evaluate``, never by a
@@ -347,7 +347,19 @@ def _data_quality(frame, training_profile, progress, min_count):
     return result, figures
 
 
+def _benchmark(model, frame, data, params, progress):
+    """The hardware benchmark: the data is only the inputs the batches are cycled from (the model's
+    features); the document records latency, throughput and memory, never a row."""
+    result = benchmark.benchmark(
+        model, data.X, batch_sizes=params["batch_sizes"], warmup=params["warmup"], min_calls=params["min_calls"],
+        max_calls=params["max_calls"], time_budget_seconds=params["time_budget_seconds"],
+        p95_ci_width=params["p95_ci_width"], device=params["device"], progress=progress,
+    )  # fmt: skip
+    return result, {}
+
+
 _KINDS = {
+    "benchmark": _benchmark,
     "explainability": _explainability,
     "fairness": _fairness,
     "performance": _performance,
