@@ -74,6 +74,8 @@ RUNS = {
                     {"seed": 0, "slice_column": "group"}],
     "robustness": [{"seed": 0, "noise_levels": [0.1], "missing_share": 0.1}],
     "data_quality": [{"seed": 0}],
+    "benchmark": [{"seed": 0, "host": "cpu-1", "batch_sizes": [1, 4], "warmup": 2, "min_calls": 20, "max_calls": 40,
+                   "time_budget_seconds": 1.0, "p95_ci_width": 0.05, "device": "cpu"}],
 }  # fmt: skip
 
 
