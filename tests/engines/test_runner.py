@@ -37,6 +37,17 @@ PARAMS = {
     "performance": {"seed": 0, "slice_column": "sex"},
     "robustness": {"seed": 0, "noise_levels": [0.05, 0.5], "missing_share": 0.1},
     "data_quality": {"seed": 0},
+    "benchmark": {
+        "seed": 0,
+        "host": "cpu-1",
+        "batch_sizes": [1, 8],
+        "warmup": 2,
+        "min_calls": 20,
+        "max_calls": 40,
+        "time_budget_seconds": 1.0,
+        "p95_ci_width": 0.05,
+        "device": "cpu",
+    },
 }
 
 
