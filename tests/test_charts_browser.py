@@ -24,6 +24,8 @@ from tests.test_approvals_browser import _sign_in
 from tests.test_evaluations_api import credit_frame, csv_upload
 from tests.test_run_command import CHROMIUM, CHROMIUM_FLAGS
 
+# every kind but the benchmark, which runs only on a registered host's own worker (tests/test_benchmark_e2e.py)
+IN_PROCESS_KINDS = [kind for kind in EvaluationKind if kind != EvaluationKind.BENCHMARK]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_passwords")]
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
@@ -78,7 +80,7 @@ def runs(model, users, monkeypatch):
     monkeypatch.setattr("governance.celery.app.send_task", lambda *a, **k: None)  # the test runs the task itself
     train, holdout = _frame(300, seed=1), _frame(240, seed=2)
     v1, v2 = _version(model, users, 0.1, train), _version(model, users, 1.0, train)
-    latest = {kind: _evaluate(v2, users, kind, holdout) for kind in EvaluationKind}
+    latest = {kind: _evaluate(v2, users, kind, holdout) for kind in IN_PROCESS_KINDS}
     earlier = {kind: _evaluate(v1, users, kind, holdout) for kind in COMPARED}
     return {"latest": latest, "earlier": earlier}
 

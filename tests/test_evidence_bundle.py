@@ -49,6 +49,8 @@ from tests.conftest import PASSWORD, assert_error
 
 # every test may read the database: the module's bundle is built in the test database, which pytest-django
 # creates only when a selected test is marked
+# every kind but the benchmark, which runs only on a registered host's own worker (tests/test_benchmark_e2e.py)
+IN_PROCESS_KINDS = [kind for kind in EvaluationKind if kind != EvaluationKind.BENCHMARK]
 pytestmark = [pytest.mark.usefixtures("fast_passwords"), pytest.mark.django_db]
 User = get_user_model()
 
@@ -138,7 +140,7 @@ def _evidence(root: Path) -> SimpleNamespace:
             actor=users.author, version=version, sections=dict(SECTIONS, caveats_and_recommendations="x")
         )
         registry.card_save(actor=users.author, version=version, sections=SECTIONS, comment="complete")
-    runs = {kind: _evaluate(version, users, kind, holdout) for kind in EvaluationKind}
+    runs = {kind: _evaluate(version, users, kind, holdout) for kind in IN_PROCESS_KINDS}
 
     def act(user, call, **kw):
         with audit_context(source="cli", actor=user):
