@@ -54,12 +54,13 @@ def _execute(run, *, lease: str, progress) -> str:
     from workers.engines.errors import EngineError
 
     run_id = run.pk
-    if run.kind == "benchmark" and _delivered_on() != services.queue_of(run):
+    delivered, wanted = _delivered_on(), services.queue_of(run)
+    if run.kind == "benchmark" and delivered != wanted:
         # its figures would be taken for that host's: only the host's own worker measures them
         services.run_fail(
             run_id=run_id, code="wrong_host", lease=lease,
-            message=f"This benchmark is for {services.queue_of(run)}, but it reached a worker on "
-            f"{_delivered_on() or 'no queue'}; it was not run there.",
+            message=f"This benchmark is for {wanted}, but it reached a worker on {delivered or 'no queue'}; it was "
+            "not run there.",
         )  # fmt: skip
         return "failed"
     try:

@@ -55,6 +55,7 @@ from workers.engines.environment import library_versions
 from workers.engines.errors import EngineError, model_failed
 from workers.engines.loading import LoadedModel
 from workers.engines.serialize import jsonable
+from workers.hosts import inventory as inventory_reader
 
 try:  # Unix only; the workers run on Linux
     import resource
@@ -198,63 +199,12 @@ def _p95_interval(durations_ns: np.ndarray) -> dict[str, Any] | None:
 # --- the host and its GPUs ---------------------------------------------------------------------
 
 
-def _nvml() -> tuple[Any, str | None]:
-    """The ``pynvml`` module, initialised, or ``None`` and why not."""
-    try:
-        import pynvml
-    except ImportError:
-        return None, "nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded, ...: no usable NVIDIA driver
-        return None, f"NVML could not start ({type(exc).__name__}): no NVIDIA driver on this host"
-    return pynvml, None
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _cuda_version(nvml: Any) -> str | None:
-    try:
-        version = int(nvml.nvmlSystemGetCudaDriverVersion())
-    except Exception:
-        return None
-    return f"{version // 1000}.{(version % 1000) // 10}"
-
-
 def gpu_inventory() -> dict[str, Any]:
-    """The host's NVIDIA GPUs read through NVML: ``{"gpus": [{index, name, uuid, memory_total_bytes,
-    driver_version, cuda_version}], "note"}``; no GPUs and a note saying why when there are none."""
-    nvml, why = _nvml()
-    if nvml is None:
-        return {"gpus": [], "note": why}
-    try:
-        driver = _text(nvml.nvmlSystemGetDriverVersion())
-        cuda = _cuda_version(nvml)
-        gpus = []
-        for index in range(int(nvml.nvmlDeviceGetCount())):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            gpus.append({
-                "index": index,
-                "name": _text(nvml.nvmlDeviceGetName(handle)),
-                "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-                "memory_total_bytes": int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                "driver_version": driver,
-                "cuda_version": cuda,
-            })  # fmt: skip
-    except Exception as exc:
-        return {"gpus": [], "note": f"NVML could not list the GPUs ({type(exc).__name__})"}
-    finally:
-        _nvml_shutdown(nvml)
-    return {"gpus": gpus, "note": None if gpus else "NVML found no GPU on this host"}
-
-
-def _nvml_shutdown(nvml: Any) -> None:
-    try:
-        nvml.nvmlShutdown()
-    except Exception:  # noqa: S110 (nothing to do about a failed shutdown)
-        pass
+    """The host's NVIDIA GPUs read through NVML (the host agent's reader): ``{"gpus": [{index, name, uuid,
+    memory_total_bytes, driver_version, cuda_version}], "note"}``; no GPUs and a note saying why when
+    there are none."""
+    gpus, note = inventory_reader.read_gpus()
+    return {"gpus": gpus, "note": note}
 
 
 def visible_gpu(inventory: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -291,41 +241,15 @@ def host_record(inventory: dict[str, Any] | None = None) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "cpu_model": _cpu_model(),
+        "cpu_model": inventory_reader.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_count_usable": usable,
-        "memory_total_bytes": _memory_total(),
+        "memory_total_bytes": inventory_reader.memory_total_bytes(),
         "gpus": gpus,
         "gpu_summary": ", ".join(f"{sum(g['name'] == n for g in gpus)} × {n}" for n in names)
         if gpus
         else f"no GPU ({inventory.get('note') or 'none found'})",
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _memory_total() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 # --- where the model runs ----------------------------------------------------------------------

@@ -4,7 +4,7 @@
 NVML (``nvidia-ml-py``): index, name, UUID, total memory, driver and CUDA versions. ``gpu_stats`` gives each
 GPU's memory in use and utilisation now. Without NVML (not installed, no NVIDIA driver, no GPU) both say
 so instead of failing: ``gpus`` is ``[]`` and ``gpu_note`` says why. The host agent sends these to the API
-(``governance.hosts.services`` checks the same shape); the benchmark engine can read the same module.
+(``governance.hosts.services`` checks the same shape); the benchmark engine reads the same module.
 """
 
 from __future__ import annotations
